@@ -1,0 +1,44 @@
+# One command to set up and run the demo, one to set up and run the tests.
+# Both create (or refresh, when pyproject.toml changes) the virtual environment in $(VENV).
+#
+# torch is installed first, pinned (TORCH_SPEC), so that the package install below finds
+# it satisfied and does not pull a different build. Override for your machine, e.g.
+#   make test TORCH_SPEC="torch==2.13.0" PIP_ARGS="--index-url <your CPU wheel index>"
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+PIP_ARGS ?=
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -e ".[test]"
+	touch $(STAMP)
+
+# The whole pipeline on the built-in synthetic data, on a local Ray; extra Hydra overrides via ARGS=.
+demo: setup
+	$(BIN)/python -m rayjobs.pipeline $(ARGS)
+	$(BIN)/recsys report list
+
+# Every test, Ray integration tests included (they share one local Ray session).
+test: setup
+	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Pure-logic tests only (no Ray), for quick iteration.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not ray and not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m benchmarks.prepare
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis reports data_cache outputs

@@ -1,0 +1,1 @@
+"""Diagnosis rules over curves, gradients, embeddings and metrics."""

@@ -1,0 +1,1 @@
+"""Full-ranking evaluation: metrics, top-k scoring, segments, significance."""

@@ -1,0 +1,1 @@
+"""Recommender models, one file each, and the explicit registry."""

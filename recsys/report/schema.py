@@ -1,0 +1,304 @@
+"""The report tables: one Arrow schema per table, with a one-line doc per column.
+
+Every table is long and tidy so runs concatenate and SQL works across them
+(DESIGN.md, "Report tables"). Every table has ``run_id``; ids of users and items
+are the dataset's original ids as text. A column declared ``nullable=False`` is
+required: the writer refuses rows without it. Nullable columns may be left out
+and are filled with nulls. Columns whose doc starts with ``JSON`` hold a JSON
+document as text.
+
+``TABLES`` maps table name to schema; each field's doc sits in its metadata
+(``doc``), and ``TABLE_DOCS`` says what one row is.
+
+>>> sorted(TABLES)[:3]
+['comparisons', 'curves', 'datasets']
+>>> TABLES["metrics"].field("k").type
+DataType(int32)
+>>> column_docs("runs")["status"]
+'one of running, succeeded, failed'
+>>> required_columns("curves")
+['run_id', 'model', 'step', 'name', 'value']
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from recsys.errors import ConfigError
+
+UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+RUN_STATUSES = ("running", "succeeded", "failed")
+
+
+def _col(name: str, dtype: pa.DataType, doc: str, *, required: bool = False) -> pa.Field:
+    return pa.field(name, dtype, nullable=not required, metadata={"doc": doc})
+
+
+def _run_id() -> pa.Field:
+    return _col("run_id", pa.string(), "id of the run that wrote the row (see runs)", required=True)
+
+
+def _dataset(required: bool = True) -> pa.Field:
+    return _col("dataset", pa.string(), "dataset name (dataset.name, or a user-given label)",
+                required=required)
+
+
+def _model(required: bool = True) -> pa.Field:
+    return _col("model", pa.string(), "model name (pop, mf, content, two_tower, sasrec, or a tuned variant)",
+                required=required)
+
+
+def _split(required: bool = True) -> pa.Field:
+    return _col("split", pa.string(), "evaluation split: val or test", required=required)
+
+
+def _k() -> pa.Field:
+    return _col("k", pa.int32(), "cut-off of a top-k metric; null for metrics without one")
+
+
+def _trial_id() -> pa.Field:
+    return _col("trial_id", pa.string(), "Tune trial that produced the row; null outside a search")
+
+
+TABLE_DOCS: dict[str, str] = {
+    "runs": "one row per run: config, versions, start/end, status, host and cluster",
+    "datasets": "one row per (run, dataset, stage): sizes, cold and leakage counts of that stage",
+    "metrics": "one row per (run, dataset, model, split, segment, metric, k): value with confidence interval",
+    "user_metrics": "one row per (run, dataset, model, split, user, metric, k): one user's metric value",
+    "recommendations": "one row per (run, dataset, model, split, user, rank): a top-k list entry",
+    "comparisons": "one row per (run, dataset, split, segment, baseline, candidate, metric, k): a significance test",
+    "curves": "one row per (run, model, trial, step, name): a training-curve point (loss, val metric, lr)",
+    "grad_stats": "one row per (run, model, trial, step, layer): gradient, weight and update statistics",
+    "findings": "one row per diagnosis finding: code, severity, evidence and remedy",
+    "feature_importance": "one row per (run, model, feature, method, metric, k): metric drop without the feature",
+    "embedding_health": "one row per (run, model, embedding): rank, norms, isotropy, dead rows",
+    "trials": "one row per Tune trial: round, config, metrics, status, stop point, originating remedy",
+}
+
+TABLES: dict[str, pa.Schema] = {
+    "runs": pa.schema([
+        _run_id(),
+        _col("status", pa.string(), "one of running, succeeded, failed", required=True),
+        _col("started_at", UTC_TIMESTAMP, "when the run started (UTC)", required=True),
+        _col("ended_at", UTC_TIMESTAMP, "when the run finished (UTC); null while running"),
+        _col("config", pa.string(), "JSON: the whole resolved configuration", required=True),
+        _col("versions", pa.string(), "JSON: versions of python, recsys and the installed libraries",
+             required=True),
+        _col("host", pa.string(), "host name of the driver process", required=True),
+        _col("cluster", pa.string(), "JSON: Ray address and cluster resources (empty object when unknown)",
+             required=True),
+        _col("stages", pa.string(), "JSON: list of completed stage names, in completion order",
+             required=True),
+        _col("error", pa.string(), "type and message of the failure; null unless status is failed"),
+    ]),
+    "datasets": pa.schema([
+        _run_id(),
+        _dataset(),
+        _col("stage", pa.string(), "loaded, filtered, train, val, test, or another stage name",
+             required=True),
+        _col("n_rows", pa.int64(), "interaction rows in the stage", required=True),
+        _col("n_users", pa.int64(), "distinct users in the stage's interactions"),
+        _col("n_items", pa.int64(), "distinct items in the stage's interactions"),
+        _col("n_catalog_items", pa.int64(), "items in the item table (catalog), with or without interactions"),
+        _col("n_cold_users", pa.int64(), "users of the stage not present in the train split; null for train"),
+        _col("n_cold_items", pa.int64(), "items of the stage not present in the train split; null for train"),
+        _col("n_cold_rows", pa.int64(), "rows of the stage with a cold user or a cold item; null for train"),
+        _col("n_leakage_rows", pa.int64(),
+             "rows earlier than the same user's latest train interaction (temporal leakage)"),
+        _col("n_leakage_users", pa.int64(), "users with at least one leakage row"),
+        _col("n_timestamp_ties", pa.int64(), "rows sharing (user, timestamp) with another row of the user"),
+        _col("details", pa.string(), "JSON: stage-specific extras (filter settings, split protocol, seed)"),
+    ]),
+    "metrics": pa.schema([
+        _run_id(),
+        _dataset(),
+        _model(),
+        _split(),
+        _col("segment", pa.string(), "user segment the value covers; 'all' for every evaluated user",
+             required=True),
+        _col("metric", pa.string(), "metric name (ndcg, recall, precision, hit_rate, mrr, coverage, ...)",
+             required=True),
+        _k(),
+        _col("value", pa.float64(), "metric value averaged over the segment's users; null when undefined"),
+        _col("ci_low", pa.float64(), "lower end of the confidence interval of value"),
+        _col("ci_high", pa.float64(), "upper end of the confidence interval of value"),
+        _col("n_users", pa.int64(), "users the value averages over"),
+    ]),
+    "user_metrics": pa.schema([
+        _run_id(),
+        _dataset(),
+        _model(),
+        _split(),
+        _col("user_id", pa.string(), "original user id", required=True),
+        _col("metric", pa.string(), "metric name", required=True),
+        _k(),
+        _col("value", pa.float64(), "the user's metric value; null when undefined for the user"),
+    ]),
+    "recommendations": pa.schema([
+        _run_id(),
+        _dataset(),
+        _model(),
+        _split(),
+        _col("user_id", pa.string(), "original user id", required=True),
+        _col("rank", pa.int32(), "position in the top-k list, 1 = best", required=True),
+        _col("item_id", pa.string(), "original id of the recommended item", required=True),
+        _col("score", pa.float32(), "model score of the item for the user", required=True),
+        _col("is_relevant", pa.bool_(), "whether the item is among the user's held-out items in the split"),
+    ]),
+    "comparisons": pa.schema([
+        _run_id(),
+        _dataset(),
+        _split(),
+        _col("segment", pa.string(), "user segment compared; 'all' for every evaluated user",
+             required=True),
+        _col("baseline", pa.string(), "model the candidate is compared against", required=True),
+        _col("candidate", pa.string(), "model being compared", required=True),
+        _col("metric", pa.string(), "metric name", required=True),
+        _k(),
+        _col("baseline_value", pa.float64(), "baseline's mean metric value over the paired users"),
+        _col("candidate_value", pa.float64(), "candidate's mean metric value over the paired users"),
+        _col("delta", pa.float64(), "candidate_value - baseline_value", required=True),
+        _col("ci_low", pa.float64(), "lower end of the confidence interval of delta"),
+        _col("ci_high", pa.float64(), "upper end of the confidence interval of delta"),
+        _col("p_value", pa.float64(), "p-value of the paired test"),
+        _col("p_adjusted", pa.float64(), "p-value adjusted for multiple comparisons"),
+        _col("test", pa.string(), "paired test used (e.g. paired_t, wilcoxon, bootstrap)", required=True),
+        _col("correction", pa.string(), "multiple-comparison correction (e.g. holm, benjamini_hochberg)"),
+        _col("n_users", pa.int64(), "users present in both models' results"),
+    ]),
+    "curves": pa.schema([
+        _run_id(),
+        _dataset(False),
+        _model(),
+        _trial_id(),
+        _col("step", pa.int64(), "optimizer step (global, starting at 0)", required=True),
+        _col("epoch", pa.int32(), "epoch the step belongs to"),
+        _col("name", pa.string(), "series name (train/loss, val/ndcg@10, lr, ...)", required=True),
+        _col("value", pa.float64(), "value of the series at the step", required=True),
+    ]),
+    "grad_stats": pa.schema([
+        _run_id(),
+        _dataset(False),
+        _model(),
+        _trial_id(),
+        _col("step", pa.int64(), "optimizer step the statistics were taken at", required=True),
+        _col("epoch", pa.int32(), "epoch the step belongs to"),
+        _col("layer", pa.string(), "parameter name (e.g. item_tower.0.weight)", required=True),
+        _col("grad_norm", pa.float64(), "L2 norm of the parameter's gradient"),
+        _col("weight_norm", pa.float64(), "L2 norm of the parameter"),
+        _col("update_ratio", pa.float64(), "norm of the step's parameter update divided by weight_norm"),
+        _col("nan_count", pa.int64(), "NaN entries in the gradient"),
+        _col("inf_count", pa.int64(), "infinite entries in the gradient"),
+        _col("rows_touched_share", pa.float64(),
+             "embedding tables: share of rows with a non-zero gradient; null for other layers"),
+    ]),
+    "findings": pa.schema([
+        _run_id(),
+        _dataset(False),
+        _col("model", pa.string(), "model the finding is about; null for dataset-level findings"),
+        _col("round", pa.int32(), "search round the diagnosis belongs to; null outside a search"),
+        _col("code", pa.string(), "stable finding code (e.g. EXPLODING_GRADIENTS, POPULARITY_COLLAPSE)",
+             required=True),
+        _col("severity", pa.string(), "info, warning or error", required=True),
+        _col("component", pa.string(), "part at fault: data, embedding, model, training, evaluation",
+             required=True),
+        _col("message", pa.string(), "what is wrong and why, in one or two sentences", required=True),
+        _col("evidence", pa.string(), "JSON: the numbers the rule saw (thresholds, values, tables)"),
+        _col("remedy", pa.string(), "JSON: suggested search-space edits; null when none applies"),
+    ]),
+    "feature_importance": pa.schema([
+        _run_id(),
+        _dataset(),
+        _model(),
+        _split(),
+        _col("feature", pa.string(), "feature or feature group removed or permuted", required=True),
+        _col("feature_group", pa.string(), "group the feature belongs to; null when feature is a group"),
+        _col("method", pa.string(), "how the feature was taken away: ablation, permutation, ...", required=True),
+        _col("metric", pa.string(), "metric name", required=True),
+        _k(),
+        _col("baseline_value", pa.float64(), "metric value with every feature"),
+        _col("value", pa.float64(), "metric value without the feature"),
+        _col("drop", pa.float64(), "baseline_value - value; positive when the feature helps", required=True),
+        _col("ci_low", pa.float64(), "lower end of the confidence interval of drop"),
+        _col("ci_high", pa.float64(), "upper end of the confidence interval of drop"),
+        _col("n_repeats", pa.int32(), "repetitions (permutations) averaged"),
+    ]),
+    "embedding_health": pa.schema([
+        _run_id(),
+        _dataset(False),
+        _model(),
+        _col("embedding", pa.string(), "embedding table (item_id, user_id, item_text, output, ...)",
+             required=True),
+        _col("n_rows", pa.int64(), "rows (vectors) examined", required=True),
+        _col("dim", pa.int32(), "vector dimension", required=True),
+        _col("effective_rank", pa.float64(), "exp of the entropy of the normalised singular values"),
+        _col("norm_mean", pa.float64(), "mean L2 norm of the rows"),
+        _col("norm_std", pa.float64(), "standard deviation of the row norms"),
+        _col("norm_min", pa.float64(), "smallest row norm"),
+        _col("norm_max", pa.float64(), "largest row norm"),
+        _col("isotropy", pa.float64(), "min/max of the partition function over principal directions (1 = isotropic)"),
+        _col("mean_cosine", pa.float64(), "mean pairwise cosine similarity of (sampled) rows"),
+        _col("dead_rows", pa.int64(), "rows never updated or with norm below the dead threshold"),
+        _col("details", pa.string(), "JSON: extras (thresholds, sample size, spectrum head)"),
+    ]),
+    "trials": pa.schema([
+        _run_id(),
+        _dataset(False),
+        _model(False),
+        _col("round", pa.int32(), "search round (0 = first)", required=True),
+        _col("trial_id", pa.string(), "Tune trial id", required=True),
+        _col("mode", pa.string(), "search mode: directed or undirected"),
+        _col("config", pa.string(), "JSON: the trial's sampled configuration", required=True),
+        _col("metrics", pa.string(), "JSON: the trial's last reported metrics"),
+        _col("objective", pa.float64(), "value of the metric the search optimises"),
+        _col("status", pa.string(), "terminated, stopped (by the scheduler), error or running", required=True),
+        _col("stopped_at", pa.int64(), "training iteration at which the scheduler stopped the trial"),
+        _col("origin_remedy", pa.string(), "finding code whose remedy produced the trial's search space"),
+    ]),
+}
+
+
+def _check_table(table: str) -> pa.Schema:
+    if table not in TABLES:
+        raise ConfigError(
+            f"unknown report table '{table}'",
+            hint=f"use one of: {', '.join(TABLES)}",
+        )
+    return TABLES[table]
+
+
+def column_docs(table: str) -> dict[str, str]:
+    """Map each column of ``table`` to its one-line doc.
+
+    >>> list(column_docs("curves"))[:3]
+    ['run_id', 'dataset', 'model']
+    """
+    schema = _check_table(table)
+    return {f.name: f.metadata[b"doc"].decode() for f in schema}
+
+
+def required_columns(table: str) -> list[str]:
+    """Columns ``table`` cannot do without (declared non-nullable), in schema order.
+
+    >>> required_columns("datasets")
+    ['run_id', 'dataset', 'stage', 'n_rows']
+    """
+    return [f.name for f in _check_table(table) if not f.nullable]
+
+
+def json_columns(table: str) -> list[str]:
+    """Columns of ``table`` that hold a JSON document as text.
+
+    >>> json_columns("findings")
+    ['evidence', 'remedy']
+    """
+    return [name for name, doc in column_docs(table).items() if doc.startswith("JSON")]
+
+
+def schema_for(table: str) -> pa.Schema:
+    """The schema of ``table``; a :class:`ConfigError` lists the known tables otherwise.
+
+    >>> schema_for("runs").names[:2]
+    ['run_id', 'status']
+    """
+    return _check_table(table)

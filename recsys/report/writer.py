@@ -1,0 +1,396 @@
+"""Write a run's report tables as Parquet parts, atomically.
+
+Layout of one run directory (``report.dir``)::
+
+    <run_dir>/<table>/part-<time_ns>-<pid>-<random>.parquet   one part per write
+    <run_dir>/runs/part-run.parquet                            the runs row, rewritten in place
+    <run_dir>/_staging/<txn>/<table>/part-....parquet         parts of an open transaction
+
+Every file appears under its final name only when complete: it is written to a
+hidden temporary name in the same directory, flushed to disk, then renamed.
+A transaction stages its parts and publishes them on clean exit; a
+``_COMMITTED`` marker written before publishing lets readers and later writers
+finish a publish that a crash interrupted, so a transaction is seen whole or
+not at all.
+
+>>> import tempfile, pathlib
+>>> run_dir = pathlib.Path(tempfile.mkdtemp()) / "run"
+>>> with RunWriter(run_dir, run_id="r1", config={"seed": 0}) as run:
+...     with run.transaction():
+...         _ = run.write("curves", [{"model": "mf", "step": 0, "name": "train/loss", "value": 0.7}])
+...     run.mark_stage_done("train")
+>>> sorted(p.parent.name for p in run_dir.glob("*/part-*.parquet"))
+['curves', 'runs']
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import platform
+import secrets
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import recsys
+from recsys.errors import ConfigError, DataError
+from recsys.report.rows import Rows, conform_rows
+from recsys.report.schema import RUN_STATUSES
+
+PART_PREFIX = "part-"
+PART_SUFFIX = ".parquet"
+RUNS_PART = "part-run.parquet"
+STAGING_DIR = "_staging"
+COMMIT_MARKER = "_COMMITTED"
+
+_LIBRARIES = ("ray", "torch", "transformers", "polars", "pyarrow", "numpy", "hydra-core", "omegaconf")
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A fresh run id: UTC start time (sortable) plus six random hex digits.
+
+    >>> new_run_id(datetime(2026, 11, 29, 19, 30, tzinfo=timezone.utc))[:16]
+    '20261129-193000-'
+    >>> len(new_run_id())
+    22
+    """
+    now = now or datetime.now(timezone.utc)
+    return f"{now.astimezone(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def collect_versions() -> dict[str, str]:
+    """Versions of Python, recsys and the installed libraries (read from metadata, not imported).
+
+    >>> collect_versions()["recsys"] == recsys.__version__
+    True
+    """
+    versions = {
+        "python": platform.python_version(),
+        "recsys": recsys.__version__,
+        "platform": platform.platform(),
+    }
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+# ---------------------------------------------------------------- files
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(data: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            pq.write_table(data, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def new_part_name() -> str:
+    """A part file name unique across processes and hosts, sorting by creation time.
+
+    >>> name = new_part_name()
+    >>> name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX)
+    True
+    """
+    return f"{PART_PREFIX}{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}"
+
+
+def is_part_file(path: Path) -> bool:
+    """True for a finished part; temporary files (hidden, ``.tmp``) never match.
+
+    >>> is_part_file(Path("metrics/part-1.parquet")), is_part_file(Path("metrics/.part-1.parquet.ab.tmp"))
+    (True, False)
+    """
+    return path.name.startswith(PART_PREFIX) and path.name.endswith(PART_SUFFIX)
+
+
+def _complete_commit(txn_dir: Path, run_dir: Path) -> None:
+    """Move the parts of a committed transaction to their tables, then drop its staging dir."""
+    for table_dir in sorted(p for p in txn_dir.iterdir() if p.is_dir()):
+        target = run_dir / table_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for part in sorted(table_dir.iterdir()):
+            if is_part_file(part):
+                os.replace(part, target / part.name)
+        _fsync_dir(target)
+    shutil.rmtree(txn_dir, ignore_errors=True)
+
+
+def _drop_empty_staging(run_dir: Path) -> None:
+    try:
+        (run_dir / STAGING_DIR).rmdir()
+    except OSError:
+        pass
+
+
+def complete_committed_transactions(run_dir: str | Path) -> int:
+    """Finish publishing transactions that committed but were interrupted; return how many.
+
+    >>> import tempfile
+    >>> complete_committed_transactions(tempfile.mkdtemp())
+    0
+    """
+    run_dir = Path(run_dir)
+    staging = run_dir / STAGING_DIR
+    if not staging.is_dir():
+        return 0
+    done = 0
+    for txn_dir in sorted(staging.iterdir()):
+        if (txn_dir / COMMIT_MARKER).exists():
+            _complete_commit(txn_dir, run_dir)
+            done += 1
+    _drop_empty_staging(run_dir)
+    return done
+
+
+def write_part(run_dir: str | Path, table: str, rows: Rows, run_id: str) -> Path | None:
+    """Validate ``rows`` and write them as one new part of ``table``; return its path.
+
+    Needs no :class:`RunWriter`, so a worker process can add parts to a run it did
+    not start. Returns None (and writes nothing) when there are no rows.
+
+    >>> import tempfile
+    >>> write_part(tempfile.mkdtemp(), "curves",
+    ...     [{"model": "mf", "step": 0, "name": "lr", "value": 0.1}], "r1").parent.name
+    'curves'
+    """
+    data = conform_rows(table, rows, run_id)
+    if data.num_rows == 0:
+        return None
+    path = Path(run_dir) / table / new_part_name()
+    _write_atomic(data, path)
+    return path
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _describe_error(error: BaseException | str | None) -> str | None:
+    if error is None or isinstance(error, str):
+        return error
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+class RunWriter:
+    """Writes one run's tables under ``report_dir`` and keeps its ``runs`` row current.
+
+    ``start()`` writes the runs row (status ``running``); ``finish()`` rewrites it with
+    ``ended_at`` and ``succeeded``/``failed``. Used as a context manager it starts the
+    run, and finishes it as failed (error recorded) when any exception, including
+    KeyboardInterrupt, leaves the block. ``resume=True`` reopens a run directory that
+    already holds a run (keeping its id, start time and completed stages).
+
+    >>> import tempfile
+    >>> run = RunWriter(tempfile.mkdtemp(), run_id="r2").start()
+    >>> run.finish("failed", error=ValueError("bad input"))
+    >>> run.status, run.error
+    ('failed', 'ValueError: bad input')
+    """
+
+    def __init__(
+        self,
+        report_dir: str | Path,
+        run_id: str | None = None,
+        config: Mapping[str, Any] | Any | None = None,
+        *,
+        cluster: Mapping[str, Any] | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.run_dir = Path(report_dir)
+        self._given_run_id = run_id
+        self.run_id = run_id or new_run_id()
+        self.config = asdict(config) if is_dataclass(config) else dict(config or {})
+        self.cluster = dict(cluster or {})
+        self.resume = resume
+        self.status: str | None = None
+        self.error: str | None = None
+        self.started_at: datetime | None = None
+        self.ended_at: datetime | None = None
+        self.stages: list[str] = []
+        self._lock = threading.RLock()
+        self._local = threading.local()
+
+    # -- lifecycle
+
+    def start(self) -> RunWriter:
+        """Write the runs row with status ``running`` and return self."""
+        with self._lock:
+            existing = self._read_runs_row()
+            if existing is None:
+                self.started_at = datetime.now(timezone.utc)
+            elif not (self.started_at is not None and existing["run_id"] == self.run_id):
+                self._adopt(existing)        # another writer's run; this one restarting its own needs nothing
+            self.status, self.error, self.ended_at = "running", None, None
+            complete_committed_transactions(self.run_dir)
+            self._write_runs_row()
+            atexit.register(self._finish_at_exit)
+        return self
+
+    def _adopt(self, row: dict[str, Any]) -> None:
+        where = str(self.run_dir / "runs" / RUNS_PART)
+        if not self.resume:
+            raise ConfigError(
+                f"the report directory already holds run '{row['run_id']}'",
+                file=where, setting="report.dir",
+                hint="choose a new report.dir, or resume that run explicitly",
+            )
+        if self._given_run_id not in (None, row["run_id"]):
+            raise ConfigError(
+                f"cannot resume run '{row['run_id']}' as run '{self.run_id}'",
+                file=where, hint="leave run_id unset when resuming",
+            )
+        self.run_id = row["run_id"]
+        self.started_at = row["started_at"]
+        self.stages = json.loads(row["stages"])
+        if not self.config:
+            self.config = json.loads(row["config"])
+
+    def mark_stage_done(self, name: str) -> None:
+        """Record that stage ``name`` completed (kept once, in completion order)."""
+        with self._lock:
+            self._require_started("mark_stage_done")
+            if name not in self.stages:
+                self.stages.append(name)
+            self._write_runs_row()
+
+    def set_cluster(self, cluster: dict[str, Any]) -> None:
+        """Record where the run executes (Ray address, resources) once Ray is up."""
+        with self._lock:
+            self._require_started("set_cluster")
+            self.cluster = dict(cluster)
+            self._write_runs_row()
+
+    def finish(self, status: str = "succeeded", error: BaseException | str | None = None) -> None:
+        """Rewrite the runs row with ``ended_at``, ``status`` and the error (type: message)."""
+        if status not in RUN_STATUSES[1:]:
+            raise ConfigError(f"run status must be 'succeeded' or 'failed', got {status!r}",
+                              hint="pass status='succeeded' or status='failed'")
+        with self._lock:
+            self._require_started("finish")
+            self.status = status
+            self.error = _describe_error(error)
+            self.ended_at = datetime.now(timezone.utc)
+            complete_committed_transactions(self.run_dir)
+            self._write_runs_row()
+            atexit.unregister(self._finish_at_exit)
+
+    def _finish_at_exit(self) -> None:
+        if self.status == "running":
+            try:
+                self.finish("failed", error="the process exited before the run finished")
+            except Exception:  # noqa: BLE001 - never raise from an exit handler
+                pass
+
+    def _require_started(self, what: str) -> None:
+        if self.started_at is None:
+            raise ConfigError(f"{what}() called before start() for run '{self.run_id}'",
+                              hint="call start() first, or use the writer as a context manager")
+
+    def __enter__(self) -> RunWriter:
+        if self.status != "running":
+            self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        if exc is not None:
+            self.finish("failed", error=exc)
+        elif self.status == "running":
+            self.finish("succeeded")
+        return False
+
+    # -- tables
+
+    def write(self, table: str, rows: Rows) -> Path | None:
+        """Validate ``rows`` and write them as one part of ``table`` (staged inside a transaction)."""
+        staging = getattr(self._local, "txn_dir", None)
+        return write_part(staging or self.run_dir, table, rows, self.run_id)
+
+    @contextmanager
+    def transaction(self) -> Iterator[RunWriter]:
+        """Stage the parts this thread writes inside; publish them together on clean exit, drop them on error.
+
+        A nested transaction joins the outer one.
+        """
+        if getattr(self._local, "txn_dir", None) is not None:
+            yield self
+            return
+        txn_dir = self.run_dir / STAGING_DIR / f"txn-{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}"
+        txn_dir.mkdir(parents=True)
+        self._local.txn_dir = txn_dir
+        try:
+            yield self
+        except BaseException:
+            self._local.txn_dir = None
+            shutil.rmtree(txn_dir, ignore_errors=True)
+            _drop_empty_staging(self.run_dir)
+            raise
+        self._local.txn_dir = None
+        marker = txn_dir / COMMIT_MARKER
+        with open(marker, "wb") as handle:
+            os.fsync(handle.fileno())
+        _fsync_dir(txn_dir)
+        _complete_commit(txn_dir, self.run_dir)
+        _drop_empty_staging(self.run_dir)
+
+    # -- the runs row
+
+    def _read_runs_row(self) -> dict[str, Any] | None:
+        path = self.run_dir / "runs" / RUNS_PART
+        if not path.exists():
+            return None
+        try:
+            return pq.read_table(path).to_pylist()[0]
+        except (pa.ArrowException, OSError, IndexError) as exc:
+            raise DataError(f"cannot read the runs row ({exc})", file=str(path),
+                            hint="the file is damaged; move it away or use a new report.dir") from None
+
+    def _write_runs_row(self) -> None:
+        row = {
+            "status": self.status,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "config": json.dumps(self.config, sort_keys=True, default=str),
+            "versions": json.dumps(collect_versions(), sort_keys=True),
+            "host": socket.gethostname(),
+            "cluster": json.dumps(self.cluster, sort_keys=True, default=str),
+            "stages": json.dumps(self.stages),
+            "error": self.error,
+        }
+        _write_atomic(conform_rows("runs", [row], self.run_id), self.run_dir / "runs" / RUNS_PART)

@@ -1,0 +1,1 @@
+"""Training loop, losses and instrumentation (pure core; Ray Train wrapper in ``_ray.py``)."""

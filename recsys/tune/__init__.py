@@ -1,0 +1,1 @@
+"""Diagnosis-driven hyper-parameter and structure search."""
