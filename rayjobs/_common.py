@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -40,8 +41,15 @@ def compose(overrides: list[str] | None = None) -> RecsysConfig:
 def run_entry(main, cfg: DictConfig) -> None:
     """Run ``main(config)``; a RecsysError ends the process with its message, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # `ray job stop` and schedulers end a job with SIGTERM: turn it into an exception so the
+    # run is recorded as failed instead of being left 'running'.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main(to_config(cfg))
     except RecsysError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def _terminate(signum, frame) -> None:
+    raise SystemExit(128 + signum)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterator, Optional
+
+from recsys.errors import RecsysError
 
 
 @dataclass
@@ -49,3 +52,41 @@ def init_ray(cfg: RayConfig) -> dict:
         else:
             ray.init(address=cfg.address, log_to_driver=cfg.log_to_driver, runtime_env=env)
     return dict(ray.cluster_resources())
+
+
+@contextmanager
+def raise_user_errors() -> Iterator[None]:
+    """Inside, a RecsysError raised in a Ray task reaches the caller as itself, not wrapped by Ray.
+
+    Ray Data is told to keep the original exception of a failed map (otherwise only
+    its text survives), and the wrapper Ray puts around it is removed here, so the
+    user sees the same clear message the single-process path gives.
+    """
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    previous = context.raise_original_map_exception
+    context.raise_original_map_exception = True
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - re-raised below, unwrapped when it is ours
+        found = _original_recsys_error(exc)
+        if found is not None and found is not exc:
+            raise found from None
+        raise
+    finally:
+        context.raise_original_map_exception = previous
+
+
+def _original_recsys_error(exc: BaseException | None, depth: int = 0) -> RecsysError | None:
+    from ray.exceptions import RayError
+
+    if exc is None or depth > 10:
+        return None
+    if isinstance(exc, RecsysError) and not isinstance(exc, RayError):
+        return exc
+    for inner in (getattr(exc, "cause", None), exc.__cause__, exc.__context__):
+        found = _original_recsys_error(inner, depth + 1)
+        if found is not None:
+            return found
+    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import pickle
-from contextlib import contextmanager
 from functools import reduce
 from typing import Callable
 
@@ -23,41 +22,16 @@ from recsys.data.audit import audit_pieces, finish_audit, merge_audit_pieces
 from recsys.data.config import DataConfig, SplitConfig
 from recsys.data.filters import COUNT, deduplicate, interaction_counts, kcore_is_stable, kcore_step, sum_counts, to_implicit
 from recsys.data.idmap import N_TRAIN, IdMaps, apply_id_maps, id_maps_from_counts
-from recsys.data.prepare import catalogue_size, manifest_body, write_tables
+from recsys.data.prepare import catalogue_size, manifest_body, read_checked_part, write_tables
 from recsys.data.prepared import PreparedWriter
 from recsys.data.schema import ITEM_ID, SPLITS, TIMESTAMP, USER_ID
 from recsys.data.sources import Source
 from recsys.data.split import SPLIT, split_frame, temporal_cutoffs
-from recsys.data.validate import block_stats, check_stats, conform_block, items_without_metadata, merge_stats, select_columns
-from recsys.errors import ConfigError, RecsysError
+from recsys.data.validate import block_stats, check_stats, conform_block, items_without_metadata, merge_stats
+from recsys.errors import ConfigError
+from recsys.runtime import raise_user_errors
 
 ROWS_PER_BLOCK = 500_000
-
-
-@contextmanager
-def user_errors():
-    """Re-raise a RecsysError raised inside a Ray task as itself, not wrapped in Ray's exception types."""
-    try:
-        yield
-    except RecsysError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - unwrap and re-raise below
-        found = _find_recsys_error(exc)
-        if found is not None:
-            raise found from None
-        raise
-
-
-def _find_recsys_error(exc: BaseException | None, depth: int = 0) -> RecsysError | None:
-    if exc is None or depth > 10:
-        return None
-    if isinstance(exc, RecsysError):
-        return exc
-    for nxt in (getattr(exc, "cause", None), exc.__cause__, exc.__context__):
-        found = _find_recsys_error(nxt, depth + 1)
-        if found is not None:
-            return found
-    return None
 
 
 def _frame(batch: pa.Table) -> pl.DataFrame:
@@ -82,10 +56,7 @@ def _read_parts(source: Source):
     import ray.data
 
     def read(batch: pa.Table) -> pa.Table:
-        frames = []
-        for part in batch.column("part").to_pylist():
-            raw = source.read_part(part)
-            frames.append(select_columns(raw, source=source.part_label(part), cfg=source.dataset))
+        frames = [read_checked_part(source, part) for part in batch.column("part").to_pylist()]
         return pl.concat(frames, how="diagonal_relaxed").to_arrow()
 
     parts = ray.data.from_items([{"part": p} for p in source.parts], override_num_blocks=len(source.parts))
@@ -167,8 +138,8 @@ def prepare_with_ray(source: Source, data: DataConfig, split: SplitConfig, write
         raise ConfigError("Ray is not running", setting="data.engine",
                           hint="start Ray first (recsys.runtime.init_ray) or set data.engine=local")
     dataset = source.dataset
-    label = str(dataset.path or dataset.name)
-    with user_errors():
+    label = source.label
+    with raise_user_errors():
         items, users_table = source.items(), source.users()
         selected = _read_parts(source).materialize()
         stats = reduce(merge_stats, _gather(selected, lambda f: block_stats(f, rating_scale=dataset.rating_scale)))

@@ -131,19 +131,16 @@ def prepare_local(source: Source, data: DataConfig, split: SplitConfig, writer: 
     """All steps in this process; returns the manifest body (steps, split, stages)."""
     dataset = source.dataset
     items, users = source.items(), source.users()
-    blocks = [
-        select_columns(source.read_part(part), source=source.part_label(part), cfg=dataset)
-        for part in source.parts
-    ]
+    blocks = [read_checked_part(source, part) for part in source.parts]
     stats = reduce(merge_stats, [block_stats(b, rating_scale=dataset.rating_scale) for b in blocks])
-    validation = check_stats(stats, str(dataset.path or dataset.name), dataset)
+    validation = check_stats(stats, source.label, dataset)
     frame = pl.concat([conform_block(b, validation["timestamp_unit"]) for b in blocks])
     del blocks
     n_catalogue = catalogue_size(frame[ITEM_ID], items)
     loaded = stage_counts(frame, "loaded", n_catalogue)
     n_missing, missing_examples = items_without_metadata(frame, items)
 
-    frame, n_duplicates = deduplicate(frame, data.duplicates, source=str(dataset.path or dataset.name))
+    frame, n_duplicates = deduplicate(frame, data.duplicates, source=source.label)
     frame, n_not_positive = to_implicit(frame, data.implicit_threshold)
     frame, kcore_history = kcore(frame, data.min_user_interactions, data.min_item_interactions,
                                  data.kcore_max_iterations)
@@ -163,6 +160,18 @@ def prepare_local(source: Source, data: DataConfig, split: SplitConfig, writer: 
         validation, n_missing, missing_examples, n_duplicates, n_not_positive, kcore_history,
         split, cutoffs, [loaded, filtered, *audit], data,
     )
+
+
+def read_checked_part(source: Source, part) -> pl.DataFrame:
+    """One part's interactions with their columns selected and every row-level check done.
+
+    Checking each part on its own lets an error name the file that holds the bad rows;
+    the decisions that need every part (timestamp unit) are made on the merged statistics.
+    """
+    label = source.part_label(part)
+    frame = select_columns(source.read_part(part), source=label, cfg=source.dataset)
+    check_stats(block_stats(frame, rating_scale=source.dataset.rating_scale), label, source.dataset)
+    return frame
 
 
 def write_tables(writer: PreparedWriter, items: pl.DataFrame | None, users: pl.DataFrame | None, maps) -> None:

@@ -48,6 +48,11 @@ class Source:
             return synthetic.generate_chunk(self.dataset.synthetic, int(part))
         return read_interactions(self.layout, part, self.dataset)
 
+    @property
+    def label(self) -> str:
+        """How errors about the source as a whole name it."""
+        return str(self.dataset.path or self.dataset.interactions or self.dataset.name)
+
     def part_label(self, part: Any) -> str:
         return f"synthetic chunk {part}" if self.layout is None else str(part)
 
