@@ -191,6 +191,7 @@ def manifest_body(
     data: DataConfig,
 ) -> dict:
     """The manifest's record of every step: counts, filters, split and per-stage audit rows."""
+    stages[0]["details"]["n_items_without_metadata"] = n_missing
     return {
         "validation": validation,
         "items_without_metadata": {"count": n_missing, "examples": missing_examples},
