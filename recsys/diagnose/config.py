@@ -1,16 +1,186 @@
-"""Settings of the diagnosis stage (``diagnose.*``)."""
+"""Settings of the diagnosis stage (``diagnose.*``): which metric the rules read, and every threshold.
+
+Thresholds are grouped by rule family (``diagnose.gradients.*``, ``diagnose.curves.*``,
+``diagnose.embeddings.*``, ``diagnose.outcomes.*``, ``diagnose.features.*``). Each
+rule and its thresholds are documented in ``docs/diagnosis.md`` and in the rule's
+docstring. A threshold pair ``x`` / ``x_critical`` gives the warning and the
+critical level of the same measure.
+
+>>> cfg = DiagnoseConfig()
+>>> cfg.val_series, cfg.gradients.spike_factor, cfg.curves.plateau_window
+('val/ndcg@10', 10.0, 3)
+>>> check_diagnose_config(cfg)
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+from recsys.errors import ConfigError
+
+
+@dataclass
+class GradientThresholds:
+    """``grad_stats`` rules: exploding, vanishing, NaN gradients and the update-to-weight ratio."""
+
+    min_steps: int = 6                      # fewer logged steps per layer: growth and collapse are not judged
+    end_window: int = 10                    # steps at each end whose medians are compared (growth, collapse)
+    spike_window: int = 20                  # steps in the running median a spike is compared with
+    spike_min_history: int = 5              # steps needed before a spike can be judged
+    spike_factor: float = 10.0              # grad norm > factor x running median: spike (warning)
+    spike_factor_critical: float = 100.0
+    growth_factor: float = 100.0            # late / early median grad norm (warning)
+    growth_factor_critical: float = 1e4
+    vanish_depth_ratio: float = 1e-3        # first / last layer of a stack, median grad norms (warning)
+    vanish_depth_ratio_critical: float = 1e-5
+    vanish_collapse_ratio: float = 1e-3     # late / early median grad norm of one layer (warning)
+    update_ratio_high: float = 0.1          # median update/weight ratio above: LR_TOO_HIGH (healthy ~1e-3)
+    update_ratio_high_critical: float = 1.0
+    update_ratio_low: float = 1e-5          # below: LR_TOO_LOW
+    update_ratio_low_critical: float = 1e-7
+
+
+@dataclass
+class CurveThresholds:
+    """``curves`` rules: NaN loss, divergence, plateau, oscillation, over/underfitting, early stopping."""
+
+    min_points: int = 4                     # fewer points in a series: it is not judged
+    smooth_window: int = 3                  # trailing mean over epoch-level points
+    step_smooth_window: int = 25            # trailing mean over step-level points
+    start_points: int = 3                   # first step-level points whose median is the loss at the start
+    divergence_rise: float = 0.5            # (final - min) / max(|min|, start - min) of the smoothed loss
+    divergence_rise_critical: float = 2.0
+    plateau_window: int = 3                 # epochs
+    plateau_rel_improvement: float = 0.01   # relative improvement over the window below: stalled
+    plateau_max_total_improvement: float = 0.05  # ... and the whole run improved less than this
+    oscillation_min_points: int = 8
+    oscillation_rel_amplitude: float = 0.2  # median |step-to-step change| / median |loss|
+    oscillation_sign_changes: float = 0.5   # share of consecutive changes that flip sign
+    oscillation_trend_multiple: float = 3.0  # amplitude / |mean change per point|
+    overfit_min_epochs: int = 4             # validation points needed
+    overfit_val_drop: float = 0.08          # (best - now) / |best| of the smoothed validation metric (warning)
+    overfit_val_drop_critical: float = 0.2
+    overfit_train_fall: float = 0.01        # training loss fell at least this (relative) since the best epoch
+    underfit_margin: float = 0.1            # metric <= popularity x (1 + margin)
+    underfit_loss_fraction: float = 0.9     # final / start training loss at or above
+    early_stop_patience: int = 3            # epochs without improvement that would stop training
+    early_stop_min_points: int = 5
+    early_stop_lost_gain: float = 0.25      # gain after the simulated stop, as a share of the total gain
+    early_stop_noise_ratio: float = 0.5     # median |epoch-to-epoch change| / total gain of the metric
+
+
+@dataclass
+class EmbeddingThresholds:
+    """``embedding_health`` and item-norm rules; dead rows from both ``grad_stats`` and ``embedding_health``."""
+
+    dead_share: float = 0.05                # share of rows never updated or near zero (warning)
+    dead_share_critical: float = 0.5
+    collapse_min_dim: int = 4               # min(dim, n_rows) below: rank is not judged
+    collapse_ratio: float = 0.15            # effective_rank / min(dim, n_rows) below (warning)
+    collapse_ratio_critical: float = 0.05
+    coupling_min_items: int = 20
+    coupling_rho: float = 0.5               # Spearman(norm, popularity) at or above (warning)
+    coupling_rho_critical: float = 0.8
+    text_embeddings: list[str] = field(default_factory=lambda: ["item_text"])
+    anisotropy_mean_cosine: float = 0.5     # mean pairwise cosine of text vectors (warning)
+    anisotropy_mean_cosine_critical: float = 0.9
+
+
+@dataclass
+class OutcomeThresholds:
+    """``metrics`` and ``comparisons`` rules: popularity bias, weak segments, losing to popularity."""
+
+    popularity_ratio: float = 2.5           # popularity@k / test_popularity (warning)
+    popularity_ratio_critical: float = 5.0
+    coverage_vs_popularity: float = 3.0     # coverage@k below this multiple of the popularity model's: low
+    segment_rel_gap: float = 0.3            # (all - segment) / all (warning)
+    segment_rel_gap_critical: float = 0.6
+    segment_min_users: int = 10
+    alpha: float = 0.05                     # significance level of adjusted p-values
+
+
+@dataclass
+class FeatureThresholds:
+    """``feature_importance`` rules; drops are relative to the metric with every feature."""
+
+    methods: list[str] = field(default_factory=lambda: ["ablation", "permutation"])  # first present wins
+    text_features: list[str] = field(default_factory=lambda: ["text", "item_text", "bert"])
+    id_features: list[str] = field(default_factory=lambda: ["id", "item_id", "ids"])
+    text_field_groups: list[str] = field(default_factory=lambda: ["text_field"])
+    text_ignored_rel_drop: float = 0.02     # removing text costs less than this share of the metric
+    text_dominant_rel_drop: float = 0.5     # removing text costs at least this share ...
+    text_dominant_over_id: float = 10.0     # ... and this many times what removing ID embeddings costs
+    id_unused_rel_drop: float = 0.02
+    field_hurts_rel_gain: float = 0.01      # removing the field raises the metric by this share
 
 
 @dataclass
 class DiagnoseConfig:
-    """Whether diagnosis runs; rule thresholds join this class as rules are added.
+    """Whether diagnosis runs, the metric rules compare on, and the thresholds of every rule family.
 
-    >>> DiagnoseConfig().enabled
-    True
+    ``val_metric`` names the validation curve (default ``val/<metric>@<k>``).
+
+    >>> DiagnoseConfig(metric="recall", k=20).val_series
+    'val/recall@20'
     """
 
     enabled: bool = True
+    metric: str = "ndcg"
+    k: int = 10
+    splits: list[str] = field(default_factory=lambda: ["val", "test"])   # first present is used
+    baseline_model: str = "pop"
+    train_loss: str = "train/loss"               # step-level training loss series
+    train_loss_epoch: str = "train/loss_epoch"   # epoch-level; epoch means of train_loss when absent
+    val_metric: Optional[str] = None
+    disabled_rules: list[str] = field(default_factory=list)
+    gradients: GradientThresholds = field(default_factory=GradientThresholds)
+    curves: CurveThresholds = field(default_factory=CurveThresholds)
+    embeddings: EmbeddingThresholds = field(default_factory=EmbeddingThresholds)
+    outcomes: OutcomeThresholds = field(default_factory=OutcomeThresholds)
+    features: FeatureThresholds = field(default_factory=FeatureThresholds)
+
+    @property
+    def val_series(self) -> str:
+        return self.val_metric or f"val/{self.metric}@{self.k}"
+
+
+FAMILIES = ("gradients", "curves", "embeddings", "outcomes", "features")
+# critical levels that lie below their warning level (a smaller value is worse)
+LOWER_IS_WORSE = {"vanish_depth_ratio_critical", "update_ratio_low_critical", "collapse_ratio_critical"}
+
+
+def _fail(setting: str, problem: str, hint: str) -> None:
+    raise ConfigError(problem, setting=f"diagnose.{setting}", hint=hint)
+
+
+def check_diagnose_config(cfg: DiagnoseConfig) -> None:
+    """Raise :class:`ConfigError` naming the setting when a threshold is impossible.
+
+    Counts and windows must be >= 1, ratios and factors > 0, and each critical level
+    must lie beyond its warning level.
+
+    >>> check_diagnose_config(DiagnoseConfig(gradients=GradientThresholds(spike_factor=500.0)))
+    Traceback (most recent call last):
+    ...
+    recsys.errors.ConfigError: setting 'diagnose.gradients.spike_factor_critical': 100.0 is not beyond the warning level 500.0. What to do: make the critical level stricter than the warning level
+    """
+    if not isinstance(cfg.k, int) or cfg.k < 1:
+        _fail("k", f"cut-off must be an integer >= 1, got {cfg.k!r}", "use e.g. diagnose.k=10")
+    if not cfg.splits:
+        _fail("splits", "no split to read metrics from", "use e.g. diagnose.splits=[val,test]")
+    for family in FAMILIES:
+        group = getattr(cfg, family)
+        for f in fields(group):
+            value = getattr(group, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if value <= 0:
+                _fail(f"{family}.{f.name}", f"must be > 0, got {value!r}", "see docs/diagnosis.md for defaults")
+            if f.name.endswith("_critical"):
+                warn = getattr(group, f.name[: -len("_critical")])
+                lower_is_worse = f.name in LOWER_IS_WORSE
+                beyond = value < warn if lower_is_worse else value > warn
+                if not beyond:
+                    _fail(f"{family}.{f.name}", f"{value!r} is not beyond the warning level {warn!r}",
+                          "make the critical level stricter than the warning level")

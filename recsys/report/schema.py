@@ -69,7 +69,7 @@ TABLE_DOCS: dict[str, str] = {
     "comparisons": "one row per (run, dataset, split, segment, baseline, candidate, metric, k): a significance test",
     "curves": "one row per (run, model, trial, step, name): a training-curve point (loss, val metric, lr)",
     "grad_stats": "one row per (run, model, trial, step, layer): gradient, weight and update statistics",
-    "findings": "one row per diagnosis finding: code, severity, evidence and remedy",
+    "findings": "one row per diagnosis finding: code, severity, location, evidence, advice and remedy",
     "feature_importance": "one row per (run, model, feature, method, metric, k): metric drop without the feature",
     "embedding_health": "one row per (run, model, embedding): rank, norms, isotropy, dead rows",
     "trials": "one row per Tune trial: round, config, metrics, status, stop point, originating remedy",
@@ -196,15 +196,20 @@ TABLES: dict[str, pa.Schema] = {
         _run_id(),
         _dataset(False),
         _col("model", pa.string(), "model the finding is about; null for dataset-level findings"),
+        _trial_id(),
         _col("round", pa.int32(), "search round the diagnosis belongs to; null outside a search"),
-        _col("code", pa.string(), "stable finding code (e.g. EXPLODING_GRADIENTS, POPULARITY_COLLAPSE)",
-             required=True),
-        _col("severity", pa.string(), "info, warning or error", required=True),
+        _col("code", pa.string(),
+             "stable finding code (e.g. EXPLODING_GRADIENTS, POPULARITY_BIAS; see docs/diagnosis.md)", required=True),
+        _col("severity", pa.string(), "info, warning or critical", required=True),
         _col("component", pa.string(), "part at fault: data, embedding, model, training, evaluation",
              required=True),
-        _col("message", pa.string(), "what is wrong and why, in one or two sentences", required=True),
-        _col("evidence", pa.string(), "JSON: the numbers the rule saw (thresholds, values, tables)"),
-        _col("remedy", pa.string(), "JSON: suggested search-space edits; null when none applies"),
+        _col("message", pa.string(), "what is wrong, with the numbers that show it, in one line", required=True),
+        _col("location", pa.string(),
+             "JSON: where it applies (model, trial_id, layer, embedding, table, series, segment, split, feature)"),
+        _col("evidence", pa.string(), "JSON: the numbers the rule saw and the thresholds it applied"),
+        _col("advice", pa.string(), "what to change and why, for a person"),
+        _col("remedy", pa.string(),
+             "JSON: list of search-space edits ({param, op, value or factor}); null when none applies"),
     ]),
     "feature_importance": pa.schema([
         _run_id(),
@@ -290,7 +295,7 @@ def json_columns(table: str) -> list[str]:
     """Columns of ``table`` that hold a JSON document as text.
 
     >>> json_columns("findings")
-    ['evidence', 'remedy']
+    ['location', 'evidence', 'remedy']
     """
     return [name for name, doc in column_docs(table).items() if doc.startswith("JSON")]
 

@@ -79,7 +79,7 @@ def test_tables_filled_later_have_their_keys():
     assert TABLES["metrics"].field("k").type == pa.int32() and TABLES["metrics"].field("k").nullable
     assert {"step", "epoch", "layer", "grad_norm", "weight_norm", "update_ratio", "nan_count",
             "inf_count", "rows_touched_share"} <= set(TABLES["grad_stats"].names)
-    assert json_columns("findings") == ["evidence", "remedy"]
+    assert json_columns("findings") == ["location", "evidence", "remedy"]
     assert json_columns("trials") == ["config", "metrics"]
     assert {"round", "trial_id", "status", "stopped_at", "origin_remedy"} <= set(TABLES["trials"].names)
 

@@ -1,0 +1,81 @@
+"""A plain-text diagnosis summary per model, worst first, for terminals and ``ray job logs``.
+
+>>> from recsys.diagnose.finding import Finding
+>>> from recsys.diagnose.remedies import remedy
+>>> f = Finding("LR_TOO_HIGH", "warning", {"model": "mf", "layer": "item_embedding.weight"},
+...             "median update/weight ratio 0.3 is above 0.1 (healthy about 1e-3)", {},
+...             remedy("Lower the learning rate.", {"param": "train.lr", "op": "scale_range", "factor": 0.1}))
+>>> print(summarize([f], models=["mf", "pop"]))
+diagnosis: 1 finding (0 critical, 1 warning, 0 info) in 2 models
+<BLANKLINE>
+mf: 1 warning
+  WARNING  LR_TOO_HIGH  layer=item_embedding.weight
+           median update/weight ratio 0.3 is above 0.1 (healthy about 1e-3)
+           remedy: Lower the learning rate.
+           edits: train.lr x0.1
+<BLANKLINE>
+pop: no findings
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterable
+
+from recsys.diagnose.finding import SEVERITIES, Finding
+
+WIDTH = 100
+INDENT = " " * 11
+HIDDEN_KEYS = ("model", "run_id", "dataset", "table")
+
+
+def _counts(findings: list[Finding]) -> dict[str, int]:
+    return {s: sum(f.severity == s for f in findings) for s in SEVERITIES}
+
+
+def _wrap(label: str, text: str) -> list[str]:
+    return textwrap.wrap(f"{label}{text}", width=WIDTH, initial_indent=INDENT, subsequent_indent=INDENT + "  ",
+                         break_on_hyphens=False) or [INDENT + label]
+
+
+def _finding_lines(f: Finding) -> list[str]:
+    location = "  ".join(f"{k}={v}" for k, v in f.where.items() if k not in HIDDEN_KEYS)
+    lines = [f"  {f.severity.upper():<8} {f.code}" + (f"  {location}" if location else "")]
+    lines += _wrap("", f.message)
+    lines += _wrap("remedy: ", f.remedy.advice)
+    if f.remedy.edits:
+        lines += _wrap("edits: ", "; ".join(e.describe() for e in f.remedy.edits))
+    return lines
+
+
+def summarize(findings: list[Finding], models: Iterable[str] = ()) -> str:
+    """Per model (worst model first), findings ranked by severity, with message, advice and edits.
+
+    ``models`` lists models to show even without findings. Findings without a model are grouped
+    under ``(no model)``.
+    """
+    groups: dict[str, list[Finding]] = {m: [] for m in models}
+    for f in findings:
+        groups.setdefault(f.model if f.model is not None else "(no model)", []).append(f)
+    counts = _counts(findings)
+    head = (f"diagnosis: {len(findings)} finding{'s' if len(findings) != 1 else ''} ("
+            + ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES))
+            + f") in {len(groups)} model{'s' if len(groups) != 1 else ''}")
+    if not groups:
+        return "diagnosis: no findings"
+    lines = [head]
+
+    def worst(item: tuple[str, list[Finding]]) -> tuple:
+        name, fs = item
+        return (-max((f.rank for f in fs), default=-1), -len(fs), name)
+
+    for name, fs in sorted(groups.items(), key=worst):
+        lines.append("")
+        if not fs:
+            lines.append(f"{name}: no findings")
+            continue
+        c = _counts(fs)
+        lines.append(f"{name}: " + ", ".join(f"{c[s]} {s}" for s in reversed(SEVERITIES) if c[s]))
+        for f in sorted(fs, key=lambda f: (-f.rank, f.code)):
+            lines += _finding_lines(f)
+    return "\n".join(lines)
