@@ -53,7 +53,7 @@ def test_a_failing_stage_marks_the_run_failed_and_publishes_no_table(tmp_path):
 
 def _run_module(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1", RAY_AUTH_MODE="disabled")
-    return subprocess.run([sys.executable, "-m", module, *overrides, "ray.num_cpus=1"],
+    return subprocess.run([sys.executable, "-m", module, *overrides, "ray.num_cpus=2"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -1,0 +1,25 @@
+"""Prepare (cached) then embed item text: ``python -m rayjobs.embed [overrides]``.
+
+Examples::
+
+    python -m rayjobs.embed                                   # synthetic data, MiniLM, local Ray
+    python -m rayjobs.embed dataset=movielens dataset.path=../shared/datasets/ml-latest-small
+    python -m rayjobs.embed encoder=bert-base encoder.path=/models/bert-base-uncased
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from rayjobs._common import CONFIG_DIR, run_entry
+from recsys.pipeline import run_stages
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)
+def main(cfg: DictConfig) -> None:
+    run_entry(lambda config: run_stages(config, ["prepare", "embed"]), cfg)
+
+
+if __name__ == "__main__":
+    main()

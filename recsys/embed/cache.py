@@ -1,0 +1,193 @@
+"""Vectors cached on disk by fingerprint, written in parts so an interrupted run resumes.
+
+Layout::
+
+    <cache_root>/<encoder name>-<key>/identity.json      what the key was computed from
+    <cache_root>/<encoder name>-<key>/parts/part-*.parquet   text_hash, embedding (list<float32>[d])
+
+``key`` fingerprints everything that decides a vector except the text itself:
+the encoder's content hash and architecture, pooling, normalisation,
+``max_length``, precision, the template, fallback text and character cap. Inside,
+a vector is found by the hash of its item's text, so a rerun with the same items
+encodes nothing, added items encode only their own texts, and a run that stopped
+half way left complete parts that the next run reuses. Parts appear atomically
+(written under a hidden name, then renamed); a part written twice (a retried
+task) holds the same vectors, and readers keep one per hash.
+
+>>> import tempfile
+>>> cache = EmbeddingCache.open(tempfile.mkdtemp(), "tiny", {"sha256": "ab", "pooling": "mean"})
+>>> _ = cache.write_part(pa.table({"text_hash": ["h1"], "embedding": embedding_array(np.ones((1, 2)))}))
+>>> sorted(cache.known_hashes()), cache.vectors_for(["h1"]).tolist()
+(['h1'], [[1.0, 1.0]])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recsys.data.prepared import fingerprint
+from recsys.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+IDENTITY = "identity.json"
+PARTS = "parts"
+
+
+def embedding_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """An (n, d) array as Arrow ``fixed_size_list<float32>[d]``.
+
+    >>> embedding_array(np.zeros((2, 3))).type
+    FixedSizeListType(fixed_size_list<item: float>[3])
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), vectors.shape[1])
+
+
+def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The inverse of :func:`embedding_array`: a fixed-size-list column → float32 (n, d).
+
+    >>> embedding_matrix(embedding_array(np.eye(2))).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
+    dim = column.type.list_size
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return flat.astype(np.float32, copy=False).reshape(len(column), dim)
+
+
+def write_atomic(table: pa.Table, path: Path) -> Path:
+    """Write ``table`` to ``path`` under a hidden temporary name, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_cache_part(parts_dir: str | Path, table: pa.Table) -> Path | None:
+    """Add one part (``text_hash, embedding``) to a cache; a plain function so Ray tasks can call it."""
+    if table.num_rows == 0:
+        return None
+    name = f"part-{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}.parquet"
+    return write_atomic(table.select(["text_hash", "embedding"]), Path(parts_dir) / name)
+
+
+@dataclass
+class EmbeddingCache:
+    """One fingerprinted cache directory of vectors keyed by text hash."""
+
+    directory: Path
+
+    @classmethod
+    def open(cls, cache_root: str | Path, name: str, payload: dict) -> "EmbeddingCache":
+        """The cache for ``payload`` (created when new); ``payload`` is recorded in ``identity.json``."""
+        payload = dict(payload, cache_format=CACHE_FORMAT)
+        directory = Path(cache_root) / f"{name}-{fingerprint(payload)}"
+        (directory / PARTS).mkdir(parents=True, exist_ok=True)
+        if not (directory / IDENTITY).exists():
+            tmp = directory / f".{IDENTITY}.{secrets.token_hex(4)}.tmp"
+            tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+            os.replace(tmp, directory / IDENTITY)
+        return cls(directory)
+
+    @property
+    def key(self) -> str:
+        return self.directory.name.rsplit("-", 1)[-1]
+
+    @property
+    def parts_dir(self) -> Path:
+        return self.directory / PARTS
+
+    def part_files(self) -> list[Path]:
+        return sorted(p for p in self.parts_dir.glob("part-*.parquet"))
+
+    def write_part(self, table: pa.Table) -> Path | None:
+        return write_cache_part(self.parts_dir, table)
+
+    def _read(self, columns: list[str]) -> pa.Table | None:
+        """The parts' ``columns`` concatenated (duplicates kept), or None when the cache is empty."""
+        for _ in range(3):   # a part removed by a concurrent compaction: list the parts again
+            try:
+                tables = [_read_part(part, columns) for part in self.part_files()]
+            except FileNotFoundError:
+                continue
+            tables = [t for t in tables if t is not None and t.num_rows]
+            return pa.concat_tables(tables) if tables else None
+        raise DataError("cache parts keep disappearing while being read", file=str(self.parts_dir),
+                        hint="run one embedding job per cache directory at a time, or set encoder.cache_dir")
+
+    def known_hashes(self) -> set[str]:
+        """Hashes of every text with a cached vector."""
+        table = self._read(["text_hash"])
+        return set() if table is None else set(table.column("text_hash").to_pylist())
+
+    def read(self) -> pa.Table | None:
+        """Every cached vector once (``text_hash, embedding``), or None when the cache is empty."""
+        table = self._read(["text_hash", "embedding"])
+        if table is None:
+            return None
+        keep = _first_occurrences(table.column("text_hash").to_pylist())
+        return table if len(keep) == table.num_rows else table.take(pa.array(keep, pa.int64()))
+
+    def vectors_for(self, hashes: list[str]) -> np.ndarray:
+        """The vectors of ``hashes`` in that order; a hash without a vector is a DataError."""
+        table = self.read()
+        known = [] if table is None else table.column("text_hash").to_pylist()
+        position = {h: i for i, h in enumerate(known)}
+        missing = [h for h in hashes if h not in position]
+        if missing:
+            raise DataError(f"{len(missing)} text(s) have no cached vector (e.g. {missing[:3]})",
+                            file=str(self.parts_dir), hint="run the embed stage again; it encodes what is missing")
+        if not hashes:
+            return np.zeros((0, 0), dtype=np.float32)
+        matrix = embedding_matrix(table.column("embedding"))
+        return matrix[np.array([position[h] for h in hashes], dtype=np.int64)]
+
+    def compact(self, max_parts: int = 64) -> int:
+        """Merge the parts into one when there are more than ``max_parts``; return how many were merged."""
+        parts = self.part_files()
+        if len(parts) <= max_parts:
+            return 0
+        merged = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="permissive")
+        keep = _first_occurrences(merged.column("text_hash").to_pylist())
+        write_cache_part(self.parts_dir, merged.take(pa.array(keep, pa.int64())))
+        for part in parts:
+            part.unlink(missing_ok=True)
+        return len(parts)
+
+
+def _read_part(part: Path, columns: list[str]) -> pa.Table | None:
+    try:
+        return pq.read_table(part, columns=columns)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        log.warning("skipping unreadable cache part %s (%s); its texts will be encoded again", part, exc)
+        return None
+
+
+def _first_occurrences(values: list) -> list[int]:
+    seen: set = set()
+    keep = []
+    for i, value in enumerate(values):
+        if value not in seen:
+            seen.add(value)
+            keep.append(i)
+    return keep

@@ -1,0 +1,56 @@
+"""The pipeline's ``embed`` stage: item text → vectors for the prepared dataset, plus their health row.
+
+After it runs, ``run.extras["item_vectors"]`` is the Parquet file of vectors
+(``item_id, embedding, is_fallback``) and ``run.extras["embed"]`` the full
+:class:`~recsys.embed.catalogue.EmbedResult`; later stages load the vectors
+aligned with ``item_idx`` through :func:`load_item_vectors`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from recsys.config import RecsysConfig
+from recsys.embed.catalogue import EmbedResult, embed_catalogue, load_item_vectors
+from recsys.embed.health import embedding_health
+from recsys.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["stage_embed", "load_item_vectors", "health_row", "cache_root"]
+
+MODEL = "text_encoder"
+EMBEDDING = "item_text"
+
+
+def cache_root(cfg: RecsysConfig) -> Path:
+    """``encoder.cache_dir``, or ``<data.cache_dir>/embeddings``.
+
+    >>> str(cache_root(RecsysConfig()))
+    'data_cache/embeddings'
+    """
+    return Path(cfg.encoder.cache_dir) if cfg.encoder.cache_dir else Path(cfg.data.cache_dir) / "embeddings"
+
+
+def health_row(result: EmbedResult, dataset: str, item_map) -> dict:
+    """The ``embedding_health`` row of the text vectors: statistics plus counts and encoder identity."""
+    vectors = load_item_vectors(result.path, item_map)
+    row = embedding_health(vectors)
+    row.update(dataset=dataset, model=MODEL, embedding=EMBEDDING)
+    row["details"] = {**row["details"], **result.details()}
+    return row
+
+
+def stage_embed(run) -> None:
+    """Embed ``run.prepared``'s items (Ray Data by default, cache reused) and write their health row."""
+    if run.prepared is None:
+        raise ConfigError("the embed stage needs a prepared dataset", setting="stages",
+                          hint="run the prepare stage first (stages: prepare, embed)")
+    cfg = run.cfg.encoder
+    result = embed_catalogue(run.prepared, cfg, cache_root(run.cfg))
+    run.extras["item_vectors"] = result.path
+    run.extras["embed"] = result
+    run.writer.write("embedding_health", [health_row(result, run.prepared.name, run.prepared.item_map())])
+    log.info("item vectors of %s (%s, %s items) at %s", run.prepared.name, cfg.name,
+             f"{result.counts['n_items']:,}", result.path)
