@@ -12,12 +12,13 @@ against these schemas, so a misspelt key or a wrong type fails before any work s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 from recsys.data.config import DataConfig, DatasetConfig, SplitConfig
 from recsys.diagnose.config import DiagnoseConfig
 from recsys.embed.config import EncoderConfig
 from recsys.evaluate.config import EvalConfig
+from recsys.models.registry import ModelSettings
 from recsys.runtime import RayConfig
 from recsys.train.config import TrainConfig
 from recsys.tune.config import TuneConfig
@@ -38,7 +39,7 @@ class RecsysConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     models: list[str] = field(default_factory=lambda: ["pop", "mf", "content", "two_tower", "sasrec"])
-    model: dict[str, Any] = field(default_factory=dict)   # model.<name>.<param>; typed per model as models land
+    model: ModelSettings = field(default_factory=ModelSettings)   # model.<name>.<param>, one section per model
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     diagnose: DiagnoseConfig = field(default_factory=DiagnoseConfig)
@@ -50,6 +51,7 @@ class RecsysConfig:
 GROUP_SCHEMAS = {
     "dataset": DatasetConfig,
     "encoder": EncoderConfig,
+    "model": ModelSettings,
     "train": TrainConfig,
     "eval": EvalConfig,
     "diagnose": DiagnoseConfig,

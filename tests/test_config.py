@@ -90,3 +90,14 @@ def test_command_line_reports_a_bad_override_without_running(tmp_path):
     assert result.returncode != 0
     assert "split.protocl" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_model_settings_are_typed_per_model():
+    cfg = compose(["model.two_tower.depth=3", "models=[mf,two_tower]"])
+    assert cfg.model.two_tower.depth == 3 and cfg.models == ["mf", "two_tower"]
+    assert cfg.model.sasrec.max_len == 50                       # the other models keep their defaults
+    with pytest.raises(ConfigCompositionException, match="model.two_tower.dpeth"):
+        compose(["model.two_tower.dpeth=3"])
+    with pytest.raises(ConfigCompositionException) as info:
+        compose(["model.mf.dim=big"])
+    assert "model.mf.dim" in str(info.value.__cause__)

@@ -1,0 +1,153 @@
+"""Training throughput: Ray Train vs the plain loop, 2 workers vs 1, samples/s per model, instrumentation cost.
+
+Every measurement trains on the same prepared synthetic dataset (default: 2,000
+users, 1,000 items, ~64,000 training interactions) with random 384-d item text
+vectors (speed does not depend on what the vectors say), in one invocation, so
+the ratios are measured under the same machine load:
+
+1. per model, the plain loop (this process) with instrumentation on and off:
+   samples/s and epoch seconds (median over epochs), and the share of epoch time
+   the probes measured themselves;
+2. per-epoch time of the Ray Train path (1 worker) against the plain loop, on one
+   model: each path runs ``E1`` and ``E2`` epochs, and the per-epoch time is
+   ``(wall(E2) - wall(E1)) / (E2 - E1)``, which removes the fixed start-up cost
+   (reported separately). Both paths checkpoint and validate every epoch;
+3. the same per-epoch time with 2 Ray Train workers (DDP, half the CPUs each).
+
+    .venv/bin/python -m benchmarks.train
+    .venv/bin/python -m benchmarks.train --models mf two_tower --ray-model two_tower --epochs 3 6
+
+Prints Markdown tables (paste them into benchmarks/RESULTS.md with the command) and
+writes the raw numbers as JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+MODELS = ["mf", "content", "two_tower", "sasrec"]
+
+
+def prepared_synthetic(cache_dir: str, n_users: int, n_items: int, text_dim: int = 384):
+    from recsys.data.config import DataConfig, DatasetConfig, SplitConfig, SyntheticConfig
+    from recsys.data.prepare import prepare
+    from recsys.train.data import TrainingData
+
+    synthetic = SyntheticConfig(n_users=n_users, n_items=n_items, n_topics=8, chunk_users=n_users)
+    ds = prepare(DatasetConfig(synthetic=synthetic), DataConfig(cache_dir=cache_dir, engine="local"), SplitConfig())
+    data = TrainingData.from_prepared(ds)
+    text = np.random.default_rng(0).standard_normal((data.n_items, text_dim)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    return data, text
+
+
+def curve_values(trained, name: str) -> list[float]:
+    return [row["value"] for row in trained.telemetry.curves if row["name"] == name]
+
+
+def plain_run(name: str, data, text, cfg, out: Path) -> dict:
+    from recsys.models.registry import ModelSettings
+    from recsys.train.stage import train_local
+
+    started = time.perf_counter()
+    trained = train_local(name, ModelSettings().for_model(name), data, text, cfg, out)
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "epoch_s": statistics.median(curve_values(trained, "epoch_seconds")),
+            "samples_per_s": statistics.median(curve_values(trained, "train/epoch_samples_per_s")),
+            "probe_share": statistics.median(curve_values(trained, "instrumentation/share")),
+            "steps": trained.state.step, "epochs": trained.state.epoch}
+
+
+def ray_run(name: str, data, text, cfg, out: Path) -> dict:
+    from recsys.models.registry import ModelSettings
+    from recsys.train._ray import train_with_ray
+
+    started = time.perf_counter()
+    trained = train_with_ray(name, ModelSettings().for_model(name), data, text, cfg, out)
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "epoch_s": statistics.median(curve_values(trained, "epoch_seconds")),
+            "samples_per_s": statistics.median(curve_values(trained, "train/epoch_samples_per_s")),
+            "steps": trained.state.step, "epochs": trained.state.epoch}
+
+
+def per_epoch(short: dict, long: dict) -> tuple[float, float]:
+    """(seconds per epoch, fixed start-up seconds) from two runs of different lengths."""
+    epoch = (long["wall_s"] - short["wall_s"]) / (long["epochs"] - short["epochs"])
+    return epoch, short["wall_s"] - epoch * short["epochs"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--ray-model", default="two_tower")
+    parser.add_argument("--epochs", nargs=2, type=int, default=[2, 5], metavar=("E1", "E2"))
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from recsys.runtime import RayConfig, init_ray
+    from recsys.train.config import TrainConfig
+
+    cpus = os.cpu_count() or 1
+    torch.set_num_threads(cpus)
+    work = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    data, text = prepared_synthetic(str(work / "cache"), args.users, args.items)
+    base = TrainConfig(epochs=args.epochs[1], batch_size=args.batch_size, lr=1e-3, engine="local", patience=0)
+    print(f"synthetic data: {data.n_users:,} users, {data.n_items:,} items, {data.nnz:,} training interactions, "
+          f"{cpus} CPUs")
+
+    results: dict = {"models": {}, "ray": {}}
+    for name in args.models:
+        on = plain_run(name, data, text, base, work / f"{name}-on")
+        off = plain_run(name, data, text, replace(base, instrument=False), work / f"{name}-off")
+        results["models"][name] = {"on": on, "off": off}
+    print("\n| model | samples/s | epoch (s), instrumented | epoch (s), not instrumented | cost | probes' own share |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results["models"].items():
+        cost = r["on"]["epoch_s"] / r["off"]["epoch_s"] - 1
+        print(f"| {name} | {r['on']['samples_per_s']:,.0f} | {r['on']['epoch_s']:.2f} | {r['off']['epoch_s']:.2f} "
+              f"| {cost:+.1%} | {r['on']['probe_share']:.1%} |")
+
+    init_ray(RayConfig(num_cpus=cpus, include_dashboard=False, log_to_driver=False))
+    e1, e2 = args.epochs
+    name = args.ray_model
+    runs = {}
+    for label, workers in (("plain", 0), ("ray-1", 1), ("ray-2", 2)):
+        for epochs in (e1, e2):
+            cfg = replace(base, epochs=epochs)
+            out = work / f"{label}-{epochs}"
+            if workers == 0:
+                runs[(label, epochs)] = plain_run(name, data, text, cfg, out)
+            else:
+                cfg = replace(cfg, engine="ray", num_workers=workers, cpus_per_worker=cpus / workers)
+                runs[(label, epochs)] = ray_run(name, data, text, cfg, out)
+    print(f"\n{name}, epochs {e1} and {e2}; per-epoch time = difference of the two walls / {e2 - e1}:\n")
+    print("| path | wall, E1 (s) | wall, E2 (s) | per epoch (s) | start-up (s) | loop epoch (s) | vs plain, per epoch |")
+    print("|---|---|---|---|---|---|---|")
+    plain_epoch = per_epoch(runs[("plain", e1)], runs[("plain", e2)])[0]
+    for label in ("plain", "ray-1", "ray-2"):
+        short, long = runs[(label, e1)], runs[(label, e2)]
+        epoch, startup = per_epoch(short, long)
+        results["ray"][label] = {"short": short, "long": long, "per_epoch_s": epoch, "startup_s": startup}
+        print(f"| {label} | {short['wall_s']:.1f} | {long['wall_s']:.1f} | {epoch:.2f} | {startup:.1f} "
+              f"| {long['epoch_s']:.2f} | {epoch / plain_epoch - 1:+.1%} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
