@@ -18,7 +18,8 @@ from recsys.report.reader import load_tables, query
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["dataset.synthetic.n_users=200", "dataset.synthetic.n_items=120", "dataset.synthetic.n_topics=3",
-        "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=100"]
+        "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=100",
+        "models=[pop,mf]", "train.epochs=2"]
 
 
 @pytest.mark.ray
