@@ -190,7 +190,7 @@ TABLES: dict[str, pa.Schema] = {
         _col("nan_count", pa.int64(), "NaN entries in the gradient"),
         _col("inf_count", pa.int64(), "infinite entries in the gradient"),
         _col("rows_touched_share", pa.float64(),
-             "embedding tables: share of rows with a non-zero gradient; null for other layers"),
+             "embedding tables: share of rows with a non-zero gradient in any step so far; null for other layers"),
     ]),
     "findings": pa.schema([
         _run_id(),

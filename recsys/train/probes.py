@@ -5,7 +5,8 @@ Every ``log_every`` steps: ``train/loss`` (mean over the window), ``lr`` and
 gradient's L2 norm (before clipping), NaN and Inf counts, the weight norm, and the
 update-to-weight ratio ``||w_after - w_before|| / ||w_after||`` of that step. For
 embedding tables, the share of rows that received a non-zero gradient in any step
-since the previous probe (``rows_touched_share``). A step whose loss or gradient is
+so far (``rows_touched_share``, cumulative from the start of this fit, so it only
+grows and its last value is the share of rows that ever trained). A step whose loss or gradient is
 not finite is recorded whatever the cadence (:meth:`Probes.record_nonfinite`).
 
 The time spent here is measured (``seconds``) so each epoch reports the share of
@@ -95,7 +96,8 @@ class Probes:
         return self.enabled and step % self.probe_every == 0
 
     def after_backward(self, step: int, epoch: int) -> None:
-        """After ``backward()``, before clipping: mark touched rows; on probe steps, gradient statistics."""
+        """After ``backward()``, before clipping: mark touched rows; on probe steps, gradient statistics
+        and the cumulative share of touched rows."""
         if not self.enabled:
             return
         started = time.perf_counter()
@@ -108,7 +110,6 @@ class Probes:
                 self.pending = {name: self._grad_row(name, p, step, epoch) for name, p in self.params}
                 for name, rows in self.touched.items():
                     self.pending[name]["rows_touched_share"] = float(rows.float().mean())
-                    rows.zero_()
         self.seconds += time.perf_counter() - started
 
     def _grad_row(self, name: str, p: torch.Tensor, step: int, epoch: int) -> dict:

@@ -66,10 +66,14 @@ def test_cadence_and_rows_touched(blocks):
     assert user_row["rows_touched_share"] == pytest.approx(expected)
     item_row = next(r for r in result.telemetry.grad_stats if r["step"] == 0 and r["layer"] == "item_embedding.weight")
     assert item_row["rows_touched_share"] == 1.0          # full softmax: every item is a negative
-    # at step 3 the window is steps 1..3
-    later = epoch_order(len(examples.users), CFG.seed, 0)[16:64]
+    # cumulative: at step 3 the share counts every user of steps 0..3, not only those since the last probe
+    so_far = epoch_order(len(examples.users), CFG.seed, 0)[:64]
+    since_last_probe = epoch_order(len(examples.users), CFG.seed, 0)[16:64]
     user_row = next(r for r in result.telemetry.grad_stats if r["step"] == 3 and r["layer"] == "user_embedding.weight")
-    assert user_row["rows_touched_share"] == pytest.approx(len(np.unique(examples.users[later])) / data.n_users)
+    assert user_row["rows_touched_share"] == pytest.approx(len(np.unique(examples.users[so_far])) / data.n_users)
+    assert len(np.unique(examples.users[so_far])) > len(np.unique(examples.users[since_last_probe]))
+    shares = [r["rows_touched_share"] for r in result.telemetry.grad_stats if r["layer"] == "user_embedding.weight"]
+    assert shares == sorted(shares) and shares[-1] == 1.0     # never falls; every user trained by the end
     names = {row["name"] for row in result.telemetry.curves}
     assert {"train/loss", "lr", "train/samples_per_s", "train/epoch_loss", "val/ndcg@10", "epoch_seconds",
             "instrumentation/share", "peak_memory_mb"} <= names
