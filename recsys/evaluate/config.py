@@ -12,6 +12,7 @@ The metric definitions these settings choose between are documented in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from recsys.errors import ConfigError
 
@@ -19,6 +20,8 @@ PROTOCOLS = ("full", "uni100", "pop100")
 SIGNIFICANCE_TESTS = ("paired_t", "wilcoxon", "bootstrap")
 CORRECTIONS = ("holm", "benjamini_hochberg", "none")
 RECALL_DENOMINATORS = ("relevant", "min_k")
+ENGINES = ("ray", "local")
+SPLITS = ("val", "test")
 
 
 @dataclass
@@ -42,6 +45,11 @@ class EvalConfig:
     significance_test: str = "paired_t"  # paired_t | wilcoxon | bootstrap
     correction: str = "holm"            # holm | benjamini_hochberg | none
     alpha: float = 0.05                 # level at which an adjusted p-value counts as significant
+    splits: list[str] = field(default_factory=lambda: ["val", "test"])   # splits evaluated, in order
+    engine: str = "ray"                 # ray: user shards over Ray Data | local: this process
+    baseline: Optional[str] = "pop"     # every model is compared with it (when evaluated), plus every other pair
+    cold_start_max: int = 5             # users with at most this many training interactions are cold-start
+    max_attribute_values: int = 20      # attribute segments: the most frequent values of a column, at most this many
 
     @property
     def memory_budget_bytes(self) -> int:
@@ -69,12 +77,19 @@ def check_eval_config(cfg: EvalConfig) -> None:
     _one_of(cfg.significance_test, SIGNIFICANCE_TESTS, "eval.significance_test")
     _one_of(cfg.correction, CORRECTIONS, "eval.correction")
     _one_of(cfg.recall_denominator, RECALL_DENOMINATORS, "eval.recall_denominator")
+    _one_of(cfg.engine, ENGINES, "eval.engine")
+    splits = list(cfg.splits)
+    if not splits or any(s not in SPLITS for s in splits) or len(set(splits)) != len(splits):
+        raise ConfigError(f"splits must be distinct names among {', '.join(SPLITS)}, got {splits!r}",
+                          setting="eval.splits", hint="use e.g. eval.splits=[val,test]")
     checks = [
         ("eval.memory_budget_mb", cfg.memory_budget_mb >= 1, "use e.g. 256"),
         ("eval.bootstrap_samples", cfg.bootstrap_samples >= 1, "use e.g. 1000"),
         ("eval.confidence", 0.0 < cfg.confidence < 1.0, "use e.g. 0.95"),
         ("eval.alpha", 0.0 < cfg.alpha < 1.0, "use e.g. 0.05"),
         ("eval.long_tail_head_fraction", 0.0 <= cfg.long_tail_head_fraction <= 1.0, "use e.g. 0.2"),
+        ("eval.cold_start_max", cfg.cold_start_max >= 0, "use e.g. 5"),
+        ("eval.max_attribute_values", cfg.max_attribute_values >= 1, "use e.g. 20"),
     ]
     for setting, ok, hint in checks:
         if not ok:
