@@ -52,6 +52,11 @@ def _split(required: bool = True) -> pa.Field:
     return _col("split", pa.string(), "evaluation split: val or test", required=required)
 
 
+def _protocol() -> pa.Field:
+    return _col("protocol", pa.string(),
+                "ranking protocol: full (every item the user has not seen) or sampled (uni100, pop100)")
+
+
 def _k() -> pa.Field:
     return _col("k", pa.int32(), "cut-off of a top-k metric; null for metrics without one")
 
@@ -114,6 +119,7 @@ TABLES: dict[str, pa.Schema] = {
         _dataset(),
         _model(),
         _split(),
+        _protocol(),
         _col("segment", pa.string(), "user segment the value covers; 'all' for every evaluated user",
              required=True),
         _col("metric", pa.string(), "metric name (ndcg, recall, precision, hit_rate, mrr, coverage, ...)",
@@ -129,6 +135,7 @@ TABLES: dict[str, pa.Schema] = {
         _dataset(),
         _model(),
         _split(),
+        _protocol(),
         _col("user_id", pa.string(), "original user id", required=True),
         _col("metric", pa.string(), "metric name", required=True),
         _k(),
@@ -149,6 +156,7 @@ TABLES: dict[str, pa.Schema] = {
         _run_id(),
         _dataset(),
         _split(),
+        _protocol(),
         _col("segment", pa.string(), "user segment compared; 'all' for every evaluated user",
              required=True),
         _col("baseline", pa.string(), "model the candidate is compared against", required=True),
