@@ -9,13 +9,16 @@ the ratios are measured under the same machine load:
    samples/s and epoch seconds (median over epochs), and the share of epoch time
    the probes measured themselves;
 2. per-epoch time of the Ray Train path (1 worker) against the plain loop, on one
-   model: each path runs ``E1`` and ``E2`` epochs, and the per-epoch time is
-   ``(wall(E2) - wall(E1)) / (E2 - E1)``, which removes the fixed start-up cost
-   (reported separately). Both paths checkpoint and validate every epoch;
+   model: the median time between consecutive epoch ends inside the training
+   process (``time/epoch_end_s`` curve), i.e. a whole epoch cycle: training,
+   validation and the previous epoch's checkpoint (written to local disk by the
+   plain loop, reported to Ray Train and persisted by the Ray path). The fixed
+   start-up cost (process group, actors, data transfer) is reported separately
+   as ``wall - epochs x per-epoch``;
 3. the same per-epoch time with 2 Ray Train workers (DDP, half the CPUs each).
 
     .venv/bin/python -m benchmarks.train
-    .venv/bin/python -m benchmarks.train --models mf two_tower --ray-model two_tower --epochs 3 6
+    .venv/bin/python -m benchmarks.train --models mf two_tower --ray-model two_tower --epochs 6
 
 Prints Markdown tables (paste them into benchmarks/RESULTS.md with the command) and
 writes the raw numbers as JSON with ``--json``.
@@ -54,6 +57,12 @@ def curve_values(trained, name: str) -> list[float]:
     return [row["value"] for row in trained.telemetry.curves if row["name"] == name]
 
 
+def epoch_cycle_s(trained) -> float:
+    """Median seconds between consecutive epoch ends (train + validate + previous checkpoint)."""
+    ends = curve_values(trained, "time/epoch_end_s")
+    return statistics.median(np.diff(ends)) if len(ends) > 1 else float("nan")
+
+
 def plain_run(name: str, data, text, cfg, out: Path) -> dict:
     from recsys.models.registry import ModelSettings
     from recsys.train.stage import train_local
@@ -62,6 +71,7 @@ def plain_run(name: str, data, text, cfg, out: Path) -> dict:
     trained = train_local(name, ModelSettings().for_model(name), data, text, cfg, out)
     wall = time.perf_counter() - started
     return {"wall_s": wall, "epoch_s": statistics.median(curve_values(trained, "epoch_seconds")),
+            "cycle_s": epoch_cycle_s(trained),
             "samples_per_s": statistics.median(curve_values(trained, "train/epoch_samples_per_s")),
             "probe_share": statistics.median(curve_values(trained, "instrumentation/share")),
             "steps": trained.state.step, "epochs": trained.state.epoch}
@@ -75,14 +85,9 @@ def ray_run(name: str, data, text, cfg, out: Path) -> dict:
     trained = train_with_ray(name, ModelSettings().for_model(name), data, text, cfg, out)
     wall = time.perf_counter() - started
     return {"wall_s": wall, "epoch_s": statistics.median(curve_values(trained, "epoch_seconds")),
+            "cycle_s": epoch_cycle_s(trained),
             "samples_per_s": statistics.median(curve_values(trained, "train/epoch_samples_per_s")),
             "steps": trained.state.step, "epochs": trained.state.epoch}
-
-
-def per_epoch(short: dict, long: dict) -> tuple[float, float]:
-    """(seconds per epoch, fixed start-up seconds) from two runs of different lengths."""
-    epoch = (long["wall_s"] - short["wall_s"]) / (long["epochs"] - short["epochs"])
-    return epoch, short["wall_s"] - epoch * short["epochs"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--ray-model", default="two_tower")
-    parser.add_argument("--epochs", nargs=2, type=int, default=[2, 5], metavar=("E1", "E2"))
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(cpus)
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     data, text = prepared_synthetic(str(work / "cache"), args.users, args.items)
-    base = TrainConfig(epochs=args.epochs[1], batch_size=args.batch_size, lr=1e-3, engine="local", patience=0)
+    base = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-3, engine="local", patience=0)
     print(f"synthetic data: {data.n_users:,} users, {data.n_items:,} items, {data.nnz:,} training interactions, "
           f"{cpus} CPUs")
 
@@ -122,28 +127,19 @@ def main(argv: list[str] | None = None) -> int:
               f"| {cost:+.1%} | {r['on']['probe_share']:.1%} |")
 
     init_ray(RayConfig(num_cpus=cpus, include_dashboard=False, log_to_driver=False))
-    e1, e2 = args.epochs
     name = args.ray_model
-    runs = {}
-    for label, workers in (("plain", 0), ("ray-1", 1), ("ray-2", 2)):
-        for epochs in (e1, e2):
-            cfg = replace(base, epochs=epochs)
-            out = work / f"{label}-{epochs}"
-            if workers == 0:
-                runs[(label, epochs)] = plain_run(name, data, text, cfg, out)
-            else:
-                cfg = replace(cfg, engine="ray", num_workers=workers, cpus_per_worker=cpus / workers)
-                runs[(label, epochs)] = ray_run(name, data, text, cfg, out)
-    print(f"\n{name}, epochs {e1} and {e2}; per-epoch time = difference of the two walls / {e2 - e1}:\n")
-    print("| path | wall, E1 (s) | wall, E2 (s) | per epoch (s) | start-up (s) | loop epoch (s) | vs plain, per epoch |")
-    print("|---|---|---|---|---|---|---|")
-    plain_epoch = per_epoch(runs[("plain", e1)], runs[("plain", e2)])[0]
-    for label in ("plain", "ray-1", "ray-2"):
-        short, long = runs[(label, e1)], runs[(label, e2)]
-        epoch, startup = per_epoch(short, long)
-        results["ray"][label] = {"short": short, "long": long, "per_epoch_s": epoch, "startup_s": startup}
-        print(f"| {label} | {short['wall_s']:.1f} | {long['wall_s']:.1f} | {epoch:.2f} | {startup:.1f} "
-              f"| {long['epoch_s']:.2f} | {epoch / plain_epoch - 1:+.1%} |")
+    runs = {"plain": plain_run(name, data, text, base, work / "plain")}
+    for workers in (1, 2):
+        cfg = replace(base, engine="ray", num_workers=workers, cpus_per_worker=cpus / workers)
+        runs[f"ray-{workers}"] = ray_run(name, data, text, cfg, work / f"ray-{workers}")
+    print(f"\n{name}, {args.epochs} epochs; per epoch = median time between epoch ends in the training process:\n")
+    print("| path | wall (s) | start-up (s) | epoch cycle (s) | training part (s) | cycle vs plain |")
+    print("|---|---|---|---|---|---|")
+    for label, r in runs.items():
+        startup = r["wall_s"] - r["epochs"] * r["cycle_s"]
+        results["ray"][label] = {**r, "startup_s": startup}
+        print(f"| {label} | {r['wall_s']:.1f} | {startup:.1f} | {r['cycle_s']:.2f} | {r['epoch_s']:.2f} "
+              f"| {r['cycle_s'] / runs['plain']['cycle_s'] - 1:+.1%} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -95,7 +95,7 @@ def test_command_line_reports_a_bad_override_without_running(tmp_path):
 def test_model_settings_are_typed_per_model():
     cfg = compose(["model.two_tower.depth=3", "models=[mf,two_tower]"])
     assert cfg.model.two_tower.depth == 3 and cfg.models == ["mf", "two_tower"]
-    assert cfg.model.sasrec.max_len == 50                       # the other models keep their defaults
+    assert cfg.model.sasrec.max_len == 200                      # the other models keep their defaults
     with pytest.raises(ConfigCompositionException, match="model.two_tower.dpeth"):
         compose(["model.two_tower.dpeth=3"])
     with pytest.raises(ConfigCompositionException) as info:

@@ -34,7 +34,7 @@ class ContentConfig:
     width: int = 256                # hidden width (mlp)
     depth: int = 1                  # hidden layers (mlp)
     dropout: float = 0.0
-    max_history: int = 200          # most recent training items pooled into the user vector
+    max_history: int = 100          # most recent training items pooled into the user vector
     normalize: bool = True
     temperature: float = 0.1
 

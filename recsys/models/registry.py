@@ -41,8 +41,8 @@ class ModelSettings:
     def for_model(self, name: str):
         """The settings of model ``name`` (a :class:`ConfigError` for an unknown name).
 
-        >>> ModelSettings().for_model("two_tower").depth
-        1
+        >>> ModelSettings().for_model("two_tower").pooling
+        'mean'
         """
         check_model_names([name])
         return getattr(self, name)

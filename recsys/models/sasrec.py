@@ -32,8 +32,8 @@ class SASRecConfig:
     dim: int = 64
     layers: int = 2
     heads: int = 2
-    dropout: float = 0.2
-    max_len: int = 50               # items a window reads (the training window holds max_len + 1)
+    dropout: float = 0.5
+    max_len: int = 200              # items a window reads (the training window holds max_len + 1)
     use_text: bool = True           # item vectors add a projection of the text vector
     use_item_id: bool = True        # item vectors add a trained ID vector (warm items when use_text)
     init_std: float = 0.02

@@ -35,20 +35,20 @@ NORMS = ("layer", "none")
 @dataclass
 class TwoTowerConfig:
     dim: int = 64                   # output vector size of both towers
-    depth: int = 1                  # hidden layers of each tower's MLP (0: one linear layer)
+    depth: int = 0                  # hidden layers of each tower's MLP (0: one linear layer)
     width: int = 256                # hidden width of the MLPs
     dropout: float = 0.1
     norm: str = "layer"             # layer | none, inside the MLPs
     normalize: bool = True          # unit-length outputs: scores are cosines / temperature
-    temperature: float = 0.1
+    temperature: float = 0.15
     use_text: bool = True           # item tower reads the text vector
     use_item_id: bool = True        # item tower adds a trained ID vector (warm items only)
     use_user_id: bool = False       # user tower adds a trained user ID vector
     item_bias: bool = False         # add a learned per-item score offset (ID part for warm items + text part)
     history_vectors: str = "shared"  # shared: history items use the item tower | separate: their own tower (as FISM)
     pooling: str = "mean"           # mean | attention over the history's item vectors
-    max_history: int = 200          # most recent training items pooled
-    history_dropout: float = 0.0    # training only: drop each history item with this probability
+    max_history: int = 100          # most recent training items pooled
+    history_dropout: float = 0.5    # training only: drop each history item with this probability
     id_dropout: float = 0.0         # training only: drop each item's ID vector (text only) with this probability
     init_std: float = 0.02          # ID embeddings
 

@@ -13,14 +13,13 @@ copies its ``best_model.pt`` out.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-
-import logging
 
 from recsys.errors import RecsysError
 from recsys.train.checkpoint import BEST_FILE, load_checkpoint, save_checkpoint

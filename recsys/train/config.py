@@ -35,7 +35,7 @@ class TrainConfig:
 
     lr: float = 1e-3
     epochs: int = 20
-    batch_size: int = 256
+    batch_size: int = 1024
     weight_decay: float = 0.0
     grad_clip: Optional[float] = None   # max global gradient L2 norm; None: no clipping
     loss: str = "softmax"               # softmax | sampled_softmax | bpr

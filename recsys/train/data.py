@@ -33,6 +33,23 @@ def _ints(values, name: str) -> np.ndarray:
     return array.astype(np.int64, copy=False).ravel()
 
 
+def _tie_break(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random order for a user's interactions with equal timestamps.
+
+    Ties are common (MovieLens users rate many films in the same second); ordering them
+    by item index would hand sequence models an artificial pattern ("the next item has a
+    higher index") that held-out items do not follow. A hash of (user, item) is
+    arbitrary but reproducible and independent of the row order of the input.
+
+    >>> _tie_break(np.array([0, 0]), np.array([1, 2])).tolist() != [1, 2]
+    True
+    """
+    mixed = (users.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+    mixed ^= (items.astype(np.uint64) + np.uint64(1)) * np.uint64(0xC2B2AE3D27D4EB4F)
+    mixed ^= mixed >> np.uint64(31)
+    return mixed * np.uint64(0x94D049BB133111EB)
+
+
 @dataclass
 class TrainingData:
     """Training interactions (CSR, time-ordered per user) plus the validation items of each user."""
@@ -48,7 +65,7 @@ class TrainingData:
     @classmethod
     def from_arrays(cls, users, items, timestamps=None, *, n_users: int, n_items: int,
                     n_warm_items: int | None = None, val_users=(), val_items=()) -> "TrainingData":
-        """Sort interactions by (user, timestamp, item) and index them per user."""
+        """Sort interactions by user, then timestamp (ties in a fixed pseudo-random order), and index them."""
         users, items = _ints(users, "user_idx"), _ints(items, "item_idx")
         stamps = np.zeros_like(users) if timestamps is None else _ints(timestamps, "timestamp")
         if not (users.shape == items.shape == stamps.shape):
@@ -58,7 +75,7 @@ class TrainingData:
             if values.size and (values.min() < 0 or values.max() >= bound):
                 raise DataError(f"{name} values must lie in [0, {bound}), found [{values.min()}, {values.max()}]",
                                 column=name, hint="build the indices with the dataset's id maps")
-        order = np.lexsort((items, stamps, users))
+        order = np.lexsort((_tie_break(users, items), stamps, users))
         users, items = users[order], items[order]
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])

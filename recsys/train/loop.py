@@ -205,6 +205,7 @@ def fit(model: Recommender, data: TrainingData, cfg: TrainConfig, *, forward: Ca
     examples = epoch_examples(data.indptr, model.example_kind, model.window_length)
     probes = Probes(model, telemetry, log_every=cfg.log_every, probe_every=cfg.probe_every, enabled=cfg.instrument)
 
+    fit_started = time.perf_counter()
     while state.status == "running" and state.epoch < cfg.epochs:
         epoch = state.epoch
         generator = seed_epoch(cfg.seed, epoch, dist.rank)
@@ -226,6 +227,9 @@ def fit(model: Recommender, data: TrainingData, cfg: TrainConfig, *, forward: Ca
                         stats.examples * dist.world_size / max(stats.seconds, 1e-9))
         telemetry.curve(step, epoch, "instrumentation/share", probes.seconds / max(stats.seconds, 1e-9))
         telemetry.curve(step, epoch, "peak_memory_mb", peak_memory_mb(dist.device))
+        # seconds since this process started fitting, at the end of the epoch's validation: differences
+        # between epochs are whole epoch cycles (train, validate, the previous epoch's checkpoint)
+        telemetry.curve(step, epoch, "time/epoch_end_s", time.perf_counter() - fit_started)
         if metric is None:
             best_state, state.best_epoch = _copy_state(model), epoch
         else:

@@ -16,7 +16,7 @@ from tests.train.blocks import block_data
 SMALL = ModelSettings()
 SMALL.mf = replace(SMALL.mf, dim=16)
 SMALL.content = replace(SMALL.content, dim=16)
-SMALL.two_tower = replace(SMALL.two_tower, dim=16, width=32, dropout=0.1)
+SMALL.two_tower = replace(SMALL.two_tower, dim=16, width=32, dropout=0.1, history_dropout=0.0)
 SMALL.sasrec = replace(SMALL.sasrec, dim=16, max_len=5, dropout=0.1)
 CFG = TrainConfig(epochs=20, batch_size=32, lr=0.01, engine="local", patience=0, log_every=2, probe_every=3,
                   negatives=8)
@@ -50,7 +50,7 @@ def test_models_learn_the_block_structure(name, loss, blocks, pop_ndcg):
     result = fit(build(name, data, text), data, replace(CFG, loss=loss))
     losses = curve(result, "train/epoch_loss")
     assert losses[-1] < losses[0]
-    if name != "content":           # content starts near its floor: the text already says the group
+    if name in ("mf", "sasrec"):    # content and two_tower pool text that says the group: they start low
         assert losses[-1] < 0.8 * losses[0]
     assert result.state.best_metric >= 0.6
     assert result.state.best_metric > pop_ndcg + 0.4
