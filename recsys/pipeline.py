@@ -16,6 +16,7 @@ from recsys.config import RecsysConfig
 from recsys.data.prepare import prepare
 from recsys.data.prepared import PreparedDataset
 from recsys.embed.stage import stage_embed
+from recsys.evaluate.stage import stage_evaluate
 from recsys.train.stage import stage_train
 from recsys.errors import ConfigError
 from recsys.report.writer import RunWriter, new_run_id
@@ -46,6 +47,7 @@ STAGES: dict[str, Callable[[RunState], None]] = {
     "prepare": stage_prepare,
     "embed": stage_embed,
     "train": stage_train,
+    "evaluate": stage_evaluate,
 }
 
 
