@@ -78,6 +78,8 @@ TABLE_DOCS: dict[str, str] = {
     "feature_importance": "one row per (run, model, feature, method, metric, k): metric drop without the feature",
     "embedding_health": "one row per (run, model, embedding): rank, norms, isotropy, dead rows",
     "trials": "one row per Tune trial: round, config, metrics, status, stop point, originating remedy",
+    "rankings": "one row per (run, dataset, split, protocol, segment, metric, k, model): the model's rank there",
+    "insights": "one row per plain-language line comparing models: its kind, the models, segments and numbers",
 }
 
 TABLES: dict[str, pa.Schema] = {
@@ -267,6 +269,39 @@ TABLES: dict[str, pa.Schema] = {
         _col("status", pa.string(), "terminated, stopped (by the scheduler), error or running", required=True),
         _col("stopped_at", pa.int64(), "training iteration at which the scheduler stopped the trial"),
         _col("origin_remedy", pa.string(), "finding code whose remedy produced the trial's search space"),
+    ]),
+    "rankings": pa.schema([
+        _run_id(),
+        _dataset(),
+        _split(),
+        _protocol(),
+        _col("segment", pa.string(), "user segment or item group of the metrics row; 'all' for every evaluated user",
+             required=True),
+        _col("metric", pa.string(), "metric name", required=True),
+        _k(),
+        _model(),
+        _col("value", pa.float64(), "the model's metric value (as in metrics); null when undefined"),
+        _col("ci_low", pa.float64(), "lower end of the confidence interval of value"),
+        _col("ci_high", pa.float64(), "upper end of the confidence interval of value"),
+        _col("rank", pa.int32(), "1 = best (lowest for gini and popularity, else highest); ties share the smallest rank; null without a value"),
+        _col("n_models", pa.int32(), "models ranked in the group (those with a value)"),
+    ]),
+    "insights": pa.schema([
+        _run_id(),
+        _col("dataset", pa.string(), "dataset the line is about; null for lines across datasets (rank_change)"),
+        _col("split", pa.string(), "split the line is about (compare.split)"),
+        _protocol(),
+        _col("kind", pa.string(), "tradeoff, best_segment, worst_segment or rank_change", required=True),
+        _col("model", pa.string(), "model the line is about (the better one of a tradeoff)"),
+        _col("other_model", pa.string(), "model it is compared with (tradeoff); null otherwise"),
+        _col("segment", pa.string(), "segment of the main claim ('all' for rank_change)"),
+        _col("other_segment", pa.string(), "segment of the contrast (tradeoff) or 'all' (best/worst_segment)"),
+        _col("metric", pa.string(), "metric name"),
+        _k(),
+        _col("delta", pa.float64(),
+             "effect: model - other_model on segment (tradeoff), segment - overall value (best/worst_segment), rank spread (rank_change)"),
+        _col("p_value", pa.float64(), "adjusted p-value of the claimed difference (tradeoff); null otherwise"),
+        _col("text", pa.string(), "the line as printed", required=True),
     ]),
 }
 
