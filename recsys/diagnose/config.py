@@ -115,6 +115,44 @@ class FeatureThresholds:
     field_hurts_rel_gain: float = 0.01      # removing the field raises the metric by this share
 
 
+IMPORTANCE_METHODS = ("ablation", "permutation", "grad_x_input")
+IMPORTANCE_GROUPS = ("text", "item_id", "user_id", "history_length")
+
+
+@dataclass
+class ImportanceConfig:
+    """Feature importance (``diagnose.importance.*``): what is taken away, on which users, measured how.
+
+    Drops are measured on ``diagnose.metric@k`` (``k`` null: ``diagnose.k``) of ``split``.
+    """
+
+    enabled: bool = True
+    methods: list[str] = field(default_factory=lambda: list(IMPORTANCE_METHODS))
+    groups: list[str] = field(default_factory=lambda: list(IMPORTANCE_GROUPS))
+    text_fields: bool = True             # re-embed the catalogue without each optional template field
+    fields: list[str] = field(default_factory=list)   # fields to try; empty: every optional field of the template
+    split: str = "val"
+    k: Optional[int] = None
+    max_users: int = 2000                # users evaluated (a seeded sample when there are more)
+    permutation_repeats: int = 3         # permutations averaged per group
+    history_keep: int = 3                # history_length ablation: items of each history kept (the most recent)
+    grad_batches: int = 8                # grad_x_input: batches of training examples averaged
+    grad_batch_size: int = 64
+    bootstrap_samples: int = 1000        # paired bootstrap of the per-user drop
+    confidence: float = 0.95
+    seed: int = 0
+
+
+@dataclass
+class HealthConfig:
+    """Embedding health of trained models (``diagnose.health.*``)."""
+
+    enabled: bool = True
+    sample: int = 10_000                 # rows used for rank and isotropy (seeded sample)
+    dead_threshold: float = 1e-6         # rows with a smaller L2 norm are dead
+    init_tolerance: float = 1e-6         # rows within this of their (possibly decayed) initial vector are dead
+
+
 @dataclass
 class DiagnoseConfig:
     """Whether diagnosis runs, the metric rules compare on, and the thresholds of every rule family.
@@ -139,6 +177,8 @@ class DiagnoseConfig:
     embeddings: EmbeddingThresholds = field(default_factory=EmbeddingThresholds)
     outcomes: OutcomeThresholds = field(default_factory=OutcomeThresholds)
     features: FeatureThresholds = field(default_factory=FeatureThresholds)
+    importance: ImportanceConfig = field(default_factory=ImportanceConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
 
     @property
     def val_series(self) -> str:
@@ -184,3 +224,23 @@ def check_diagnose_config(cfg: DiagnoseConfig) -> None:
                 if not beyond:
                     _fail(f"{family}.{f.name}", f"{value!r} is not beyond the warning level {warn!r}",
                           "make the critical level stricter than the warning level")
+    _check_importance(cfg.importance)
+    if cfg.health.sample < 2 or cfg.health.dead_threshold < 0 or cfg.health.init_tolerance < 0:
+        _fail("health", "sample must be >= 2, dead_threshold and init_tolerance >= 0",
+              "use e.g. diagnose.health.sample=10000 diagnose.health.dead_threshold=1e-6")
+
+
+def _check_importance(imp: ImportanceConfig) -> None:
+    for name, values, known in (("methods", imp.methods, IMPORTANCE_METHODS), ("groups", imp.groups, IMPORTANCE_GROUPS)):
+        unknown = [v for v in values if v not in known]
+        if unknown:
+            _fail(f"importance.{name}", f"unknown value(s) {unknown}", f"use any of {', '.join(known)}")
+    if imp.k is not None and (isinstance(imp.k, bool) or imp.k < 1):
+        _fail("importance.k", f"cut-off must be >= 1 or null, got {imp.k!r}", "use e.g. 10, or null for diagnose.k")
+    counts = ("max_users", "permutation_repeats", "history_keep", "grad_batches", "grad_batch_size",
+              "bootstrap_samples")
+    for name in counts:
+        if getattr(imp, name) < 1:
+            _fail(f"importance.{name}", f"must be >= 1, got {getattr(imp, name)!r}", "see docs/diagnosis.md")
+    if not 0.0 < imp.confidence < 1.0:
+        _fail("importance.confidence", f"must lie strictly between 0 and 1, got {imp.confidence!r}", "use e.g. 0.95")

@@ -259,3 +259,42 @@ def build_text_table(items: pa.Table, spec: TextSpec, where: str = "items.parque
         "is_truncated": pa.array([r[2] for r in rows], pa.bool_()),
         "is_repaired": pa.array([r[3] for r in rows], pa.bool_()),
     })
+
+
+def optional_fields(template: str) -> list[str]:
+    """Fields of ``template`` that sit only in optional ``[...]`` parts (the ones an item can do without).
+
+    >>> optional_fields("{title}[. Genres: {genres}][. {description}]")
+    ['genres', 'description']
+    """
+    groups = parse_template(template)
+    required = {f for g in groups if not g.optional for f in g.fields}
+    return list(dict.fromkeys(f for g in groups if g.optional for f in g.fields if f not in required))
+
+
+def _escaped(literal: str) -> str:
+    return literal.replace("{", "{{").replace("}", "}}").replace("[", "[[").replace("]", "]]")
+
+
+def remove_field(template: str, field_name: str, setting: str = "encoder.template") -> str:
+    """``template`` without the optional parts that use ``field_name`` (what a ``remove_field`` remedy does).
+
+    Only a field in optional parts can be removed; a required field or an unknown one is a
+    :class:`ConfigError` naming ``setting``.
+
+    >>> remove_field("{title}[. Genres: {genres}][. {description}]", "genres")
+    '{title}[. {description}]'
+    >>> TextSpec(remove_field("{title}[. Genres: {genres}]", "genres")).render({"title": "Heat", "genres": "Crime"})
+    'Heat'
+    """
+    groups = parse_template(template, setting)
+    if field_name not in optional_fields(template):
+        raise ConfigError(f"template {template!r} has no optional field {field_name!r} to remove", setting=setting,
+                          hint=f"optional fields are {optional_fields(template)}; a field outside [...] is required")
+    out = []
+    for group in groups:
+        if group.optional and field_name in group.fields:
+            continue
+        body = "".join(f"{{{p.name}}}" if isinstance(p, _Field) else _escaped(p) for p in group.parts)
+        out.append(f"[{body}]" if group.optional else body)
+    return "".join(out)

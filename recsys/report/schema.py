@@ -237,6 +237,7 @@ TABLES: dict[str, pa.Schema] = {
         _col("ci_low", pa.float64(), "lower end of the confidence interval of drop"),
         _col("ci_high", pa.float64(), "upper end of the confidence interval of drop"),
         _col("n_repeats", pa.int32(), "repetitions (permutations) averaged"),
+        _col("n_users", pa.int64(), "users the drop averages over"),
     ]),
     "embedding_health": pa.schema([
         _run_id(),

@@ -55,6 +55,7 @@ PART_SUFFIX = ".parquet"
 RUNS_PART = "part-run.parquet"
 STAGING_DIR = "_staging"
 COMMIT_MARKER = "_COMMITTED"
+FILES_DIR = "_files"        # inside a transaction: plain files published at the top of the run directory
 
 _LIBRARIES = ("ray", "torch", "transformers", "polars", "pyarrow", "numpy", "hydra-core", "omegaconf")
 
@@ -142,7 +143,13 @@ def is_part_file(path: Path) -> bool:
 
 def _complete_commit(txn_dir: Path, run_dir: Path) -> None:
     """Move the parts of a committed transaction to their tables, then drop its staging dir."""
-    for table_dir in sorted(p for p in txn_dir.iterdir() if p.is_dir()):
+    files = txn_dir / FILES_DIR
+    if files.is_dir():
+        for path in sorted(files.iterdir()):
+            if not path.name.startswith("."):
+                os.replace(path, run_dir / path.name)
+        _fsync_dir(run_dir)
+    for table_dir in sorted(p for p in txn_dir.iterdir() if p.is_dir() and p.name != FILES_DIR):
         target = run_dir / table_dir.name
         target.mkdir(parents=True, exist_ok=True)
         for part in sorted(table_dir.iterdir()):
@@ -341,6 +348,29 @@ class RunWriter:
         """Validate ``rows`` and write them as one part of ``table`` (staged inside a transaction)."""
         staging = getattr(self._local, "txn_dir", None)
         return write_part(staging or self.run_dir, table, rows, self.run_id)
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write a text file at the top of the run directory (e.g. ``diagnosis.txt``), atomically.
+
+        Inside a transaction it is staged and appears with the transaction's tables, or not at all.
+        """
+        if not name or "/" in name or "\\" in name or name.startswith((".", "_")) or name.startswith(PART_PREFIX):
+            raise ConfigError(f"bad report file name {name!r}", hint="use a plain name such as diagnosis.txt")
+        staging = getattr(self._local, "txn_dir", None)
+        path = (staging / FILES_DIR if staging else self.run_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+        return self.run_dir / name
 
     @contextmanager
     def transaction(self) -> Iterator[RunWriter]:

@@ -1,0 +1,275 @@
+"""The pipeline's ``diagnose`` stage: feature importance, model embedding health, findings and a summary.
+
+For every trained model (``run.extras["models"]``, name -> ``best_model.pt``) the stage
+
+1. measures feature importance (:mod:`recsys.diagnose.importance`,
+   :mod:`recsys.diagnose.attribution`, and per text field :mod:`recsys.diagnose.text_fields`)
+   on ``diagnose.importance.split`` and writes ``feature_importance``;
+2. measures the health of its item vectors and ID tables
+   (:mod:`recsys.diagnose.model_health`) and writes ``embedding_health``;
+3. runs every rule (:func:`recsys.diagnose.engine.run_rules`) over this run's tables
+   published so far plus the rows of step 1 and 2 and the ``item_norms`` side table,
+   writes ``findings``, prints the per-model summary and stores it as ``diagnosis.txt``
+   in the run directory.
+
+Everything is written inside the stage's transaction, so a failed stage publishes
+nothing. Every model except ``diagnose.baseline_model`` is judged; the baseline's
+metrics stay in as the reference. :func:`diagnose_run` does the same on a finished run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import polars as pl
+import torch
+
+from recsys.data.prepared import PreparedDataset
+from recsys.diagnose.attribution import grad_x_input_rows
+from recsys.diagnose.config import DiagnoseConfig, check_diagnose_config
+from recsys.diagnose.engine import run_rules
+from recsys.diagnose.finding import Finding, to_rows
+from recsys.diagnose.importance import EvalData, feature_tensors, importance_rows, text_field_rows
+from recsys.diagnose.inputs import DiagnosisInputs
+from recsys.diagnose.model_health import item_norms, model_health_rows
+from recsys.diagnose.summary import summarize
+from recsys.diagnose.text_fields import FieldVectors, field_vectors
+from recsys.errors import ConfigError
+from recsys.evaluate.useritems import UserItems
+from recsys.models.base import ModelInputs, Recommender
+from recsys.models.registry import build_model
+from recsys.report.schema import schema_for
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "diagnosis.txt"
+JUDGED_TABLES = ("curves", "grad_stats", "embedding_health", "feature_importance", "item_norms")
+READ_TABLES = ("curves", "grad_stats", "embedding_health", "metrics", "comparisons", "feature_importance")
+
+
+@dataclass
+class DiagnoseResult:
+    """What the stage computed and wrote."""
+
+    feature_importance: list[dict] = field(default_factory=list)
+    embedding_health: list[dict] = field(default_factory=list)
+    item_norms: Optional[pl.DataFrame] = None
+    findings: list[Finding] = field(default_factory=list)
+    summary: str = ""
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def split_masks(prepared: PreparedDataset, split: str) -> tuple[UserItems, UserItems]:
+    """``(held-out items, items to mask)`` of ``split``: val masks train; test masks train and val."""
+    if split not in ("val", "test"):
+        raise ConfigError(f"feature importance is measured on val or test, got {split!r}",
+                          setting="diagnose.importance.split", hint="use val or test")
+    n_users, n_items = prepared.user_map().height, prepared.item_map().height
+
+    def items_of(name: str) -> UserItems:
+        frame = prepared.split(name).drop_nulls(["user_idx", "item_idx"])
+        return UserItems.from_pairs(frame["user_idx"].to_numpy(), frame["item_idx"].to_numpy(),
+                                    n_users=n_users, n_items=n_items)
+
+    seen = items_of("train")
+    if split == "test":
+        seen = seen.union(items_of("val"))
+    return items_of(split), seen
+
+
+def eval_data(prepared: PreparedDataset, cfg: DiagnoseConfig, context: Any = None) -> EvalData:
+    """Users, held-out items and masks the importance measures use (the evaluate stage's context when given)."""
+    imp = cfg.importance
+    if context is not None and hasattr(context, "masks"):
+        relevant, seen = context.masks(imp.split)
+    else:
+        relevant, seen = split_masks(prepared, imp.split)
+    data = EvalData(relevant, seen, cfg.metric, imp.k or cfg.k, split=imp.split)
+    return data.sample(imp.max_users, imp.seed)
+
+
+def initial_model(model: Recommender, seed: int) -> Recommender:
+    """``model`` as training initialised it (``torch.manual_seed(train.seed)`` then build), caller's RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(model.name, model.config, ModelInputs.placeholder(model.spec))
+
+
+# ---------------------------------------------------------------- measuring one model
+
+
+def model_importance(model: Recommender, data: EvalData, cfg: DiagnoseConfig,
+                     fields: Optional[FieldVectors] = None) -> list[dict]:
+    """Every ``feature_importance`` row of one model (without run, dataset and model)."""
+    imp = cfg.importance
+    if not feature_tensors(model):
+        return []
+    stats = {"n_samples": imp.bootstrap_samples, "confidence": imp.confidence, "seed": imp.seed}
+    base = data.per_user(model)
+    rows = importance_rows(model, data, methods=imp.methods, groups=imp.groups, repeats=imp.permutation_repeats,
+                           history_keep=imp.history_keep, base=base, **stats)
+    if fields is not None and fields.vectors:
+        rows += text_field_rows(model, data, fields.vectors, base=base, **stats)
+    if "grad_x_input" in imp.methods:
+        rows += grad_x_input_rows(model, batches=imp.grad_batches, batch_size=imp.grad_batch_size, seed=imp.seed,
+                                  groups=imp.groups, n_samples=imp.bootstrap_samples, confidence=imp.confidence)
+    return rows
+
+
+def diagnose_models(models: Mapping[str, Recommender], prepared: PreparedDataset, cfg: DiagnoseConfig, *,
+                    train_seed: int = 0, fields: Optional[FieldVectors] = None,
+                    context: Any = None) -> DiagnoseResult:
+    """Feature importance, embedding health and item norms of ``models`` (no rules, nothing written)."""
+    dataset = prepared.name
+    result = DiagnoseResult()
+    data = eval_data(prepared, cfg, context) if cfg.importance.enabled else None
+    item_ids = prepared.item_map().sort("item_idx")["item_id"].to_list()
+    norms = []
+    for name, model in models.items():
+        if name == cfg.baseline_model:
+            continue
+        if data is not None:
+            log.info("feature importance of %s on %s users", name, len(data.users))
+            rows = model_importance(model, data, cfg, fields)
+            result.feature_importance += [dict(row, dataset=dataset, model=name) for row in rows]
+        if cfg.health.enabled:
+            h = cfg.health
+            rows = model_health_rows(model, init=initial_model(model, train_seed), sample=h.sample,
+                                     dead_threshold=h.dead_threshold, init_tolerance=h.init_tolerance)
+            result.embedding_health += [dict(row, dataset=dataset, model=name) for row in rows]
+            norms.append(item_norms(model, item_ids).with_columns(pl.lit(name).alias("model")))
+    result.item_norms = pl.concat(norms) if norms else None
+    return result
+
+
+# ---------------------------------------------------------------- judging
+
+
+def _frame(table: str, rows: list[dict]) -> pl.DataFrame:
+    schema = dict(pl.from_arrow(schema_for(table).empty_table()).schema)
+    return pl.DataFrame([{k: v for k, v in r.items() if k in schema} for r in rows], schema=schema,
+                        strict=False) if rows else pl.DataFrame(schema=schema)
+
+
+def _jsonable_details(rows: list[dict]) -> list[dict]:
+    import json
+
+    return [dict(r, details=json.dumps(r["details"], sort_keys=True, default=str))
+            if isinstance(r.get("details"), dict) else r for r in rows]
+
+
+def judge(tables: Mapping[str, pl.DataFrame], result: DiagnoseResult, cfg: DiagnoseConfig) -> list[Finding]:
+    """Run the rules over ``tables`` plus ``result``'s rows; the baseline model is not judged."""
+    merged = dict(tables)
+    for table, rows in (("feature_importance", result.feature_importance),
+                        ("embedding_health", _jsonable_details(result.embedding_health))):
+        new = _frame(table, rows)
+        old = merged.get(table)
+        merged[table] = pl.concat([old.select(new.columns), new], how="vertical_relaxed") \
+            if old is not None and old.height else new
+    if result.item_norms is not None:
+        merged["item_norms"] = result.item_norms
+    for table in JUDGED_TABLES:
+        frame = merged.get(table)
+        if frame is not None and frame.height and "model" in frame.columns:
+            merged[table] = frame.filter(pl.col("model").is_null() | (pl.col("model") != cfg.baseline_model))
+    return run_rules(DiagnosisInputs.from_tables(merged), cfg).findings
+
+
+def published_tables(run_dir: str | Path) -> dict[str, pl.DataFrame]:
+    """The diagnosis tables this run has published so far (committed stages of a running run included)."""
+    from recsys.report.reader import scan_tables
+
+    frames = scan_tables(str(run_dir))
+    return {name: frames[name].collect() for name in READ_TABLES}
+
+
+def finish(writer, result: DiagnoseResult, tables: Mapping[str, pl.DataFrame], cfg: DiagnoseConfig,
+           dataset: str, models: list[str]) -> DiagnoseResult:
+    """Judge, then write feature_importance, embedding_health, findings and the summary file through ``writer``."""
+    result.findings = judge(tables, result, cfg)
+    judged = [m for m in models if m != cfg.baseline_model]
+    result.summary = summarize(result.findings, models=judged)
+    writer.write("feature_importance", result.feature_importance)
+    writer.write("embedding_health", _jsonable_details(result.embedding_health))
+    writer.write("findings", to_rows(result.findings, dataset))
+    writer.write_text(SUMMARY_FILE, result.summary + "\n")
+    print(result.summary)
+    return result
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def load_models(paths: Mapping[str, str | Path]) -> dict[str, Recommender]:
+    from recsys.train.checkpoint import load_model
+
+    return {name: load_model(path) for name, path in paths.items()}
+
+
+def text_field_vectors(run_cfg, prepared: PreparedDataset, models: Mapping[str, Recommender]) -> Optional[FieldVectors]:
+    """Vectors without each text field, when asked for and some judged model reads text."""
+    cfg = run_cfg.diagnose
+    if not (cfg.importance.enabled and cfg.importance.text_fields):
+        return None
+    if not any("text" in feature_tensors(m) for name, m in models.items() if name != cfg.baseline_model):
+        return None
+    from recsys.embed.stage import cache_root
+
+    return field_vectors(prepared, run_cfg.encoder, cache_root(run_cfg), cfg.importance.fields)
+
+
+def stage_diagnose(run) -> None:
+    """Diagnose every model the train stage left in ``run.extras["models"]`` (see the module doc)."""
+    cfg = run.cfg.diagnose
+    if not cfg.enabled:
+        log.info("diagnosis is disabled (diagnose.enabled=false)")
+        return
+    check_diagnose_config(cfg)
+    if run.prepared is None or not run.extras.get("models"):
+        raise ConfigError("the diagnose stage needs a prepared dataset and trained models", setting="stages",
+                          hint="run prepare, embed, train (and evaluate) before diagnose")
+    paths = run.extras["models"]
+    models = load_models(paths)
+    context = (run.extras.get("evaluation") or {}).get("context")
+    fields = text_field_vectors(run.cfg, run.prepared, models)
+    result = diagnose_models(models, run.prepared, cfg, train_seed=run.cfg.train.seed, fields=fields,
+                             context=context)
+    tables = published_tables(run.writer.run_dir)
+    run.extras["diagnosis"] = finish(run.writer, result, tables, cfg, run.prepared.name, list(paths))
+
+
+def diagnose_run(report_dir: str | Path, cfg, *, models: Optional[Mapping[str, str | Path]] = None,
+                 prepared: Optional[PreparedDataset] = None) -> DiagnoseResult:
+    """Run the diagnose stage on a finished run's directory (``cfg``: the run's :class:`RecsysConfig`).
+
+    The prepared dataset is found again from ``cfg`` (the preparation cache), the models at
+    ``<checkpoint root>/<model>/best_model.pt``; the stage's tables are added to the run, which
+    lists ``diagnose`` among its stages afterwards.
+    """
+    from recsys.pipeline import RunState
+    from recsys.report.writer import RunWriter
+    from recsys.train.stage import checkpoint_root
+
+    report_dir = Path(report_dir)
+    if prepared is None:
+        from recsys.data.prepare import prepare
+
+        prepared = prepare(cfg.dataset, cfg.data, cfg.split)
+    with RunWriter(report_dir, resume=True) as writer:
+        run = RunState(cfg=cfg, writer=writer, prepared=prepared)
+        if models is None:
+            root = checkpoint_root(run)
+            models = {name: root / name / "best_model.pt" for name in cfg.models
+                      if (root / name / "best_model.pt").exists()}
+        run.extras["models"] = dict(models)
+        with writer.transaction():
+            stage_diagnose(run)
+        writer.mark_stage_done("diagnose")
+    return run.extras.get("diagnosis", DiagnoseResult())

@@ -1,0 +1,113 @@
+"""The diagnose stage on a small trained run: tables, findings, the summary file, nothing on failure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from rayjobs._common import compose
+from recsys.diagnose.stage import SUMMARY_FILE, diagnose_run
+from recsys.errors import ConfigError
+from recsys.pipeline import RunState, stage_prepare
+from recsys.embed.stage import stage_embed
+from recsys.report.reader import load_tables
+from recsys.report.writer import RunWriter
+from recsys.train.stage import stage_train
+from tests.embed.fixtures import save_tiny_bert
+
+TINY = ["dataset.synthetic.n_users=60", "dataset.synthetic.n_items=40", "dataset.synthetic.n_topics=3",
+        "dataset.synthetic.mean_interactions_per_user=8", "dataset.synthetic.chunk_users=60",
+        "model.mf.dim=8", "model.two_tower.dim=8", "model.two_tower.width=16", "models=[pop,mf,two_tower]",
+        "train.epochs=2", "train.batch_size=64", "train.engine=local", "train.probe_every=2", "train.log_every=2",
+        "data.engine=local", "encoder.engine=local", "encoder.name=tiny", "encoder.max_length=32",
+        "diagnose.importance.bootstrap_samples=200"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A finished run (prepare, embed, train) and its config."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("diagnose-stage")
+    bert = save_tiny_bert(root / "bert")
+    cfg = compose(TINY + [f"encoder.path={bert}", f"data.cache_dir={root}/cache", f"report.dir={root}/run"])
+    with RunWriter(root / "run", run_id="r1", config=cfg) as writer:
+        run = RunState(cfg=cfg, writer=writer)
+        for name, stage in (("prepare", stage_prepare), ("embed", stage_embed), ("train", stage_train)):
+            with writer.transaction():
+                stage(run)
+            writer.mark_stage_done(name)
+    return root / "run", cfg, run.prepared
+
+
+def files(run_dir: Path) -> set[str]:
+    return {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file() and "runs" not in p.parts}
+
+
+def test_a_failing_diagnosis_publishes_nothing(trained_run):
+    run_dir, cfg, prepared = trained_run
+    before = files(run_dir)
+    bad = replace(cfg, diagnose=replace(cfg.diagnose, disabled_rules=["no_such_rule"]))
+    with pytest.raises(ConfigError, match="no_such_rule"):
+        diagnose_run(run_dir, bad, prepared=prepared)
+    assert files(run_dir) == before
+    run = load_tables(str(run_dir))["runs"].row(0, named=True)
+    assert run["status"] == "failed" and "diagnose" not in json.loads(run["stages"])
+
+
+def test_the_stage_writes_importance_health_findings_and_the_summary(trained_run, capsys):
+    run_dir, cfg, prepared = trained_run
+    result = diagnose_run(run_dir, cfg, prepared=prepared)
+    tables = load_tables(str(run_dir))
+    run = tables["runs"].row(0, named=True)
+    assert run["status"] == "succeeded" and json.loads(run["stages"])[-1] == "diagnose"
+
+    fi = tables["feature_importance"]
+    assert set(fi["model"]) == {"mf", "two_tower"}                    # the baseline is not measured
+    groups = fi.filter(pl.col("feature_group").is_null() & (pl.col("method") == "ablation"))
+    assert set(groups.filter(pl.col("model") == "two_tower")["feature"]) == {"text", "item_id", "history_length"}
+    assert set(groups.filter(pl.col("model") == "mf")["feature"]) == {"item_id", "user_id"}
+    fields = fi.filter(pl.col("feature_group") == "text_field")
+    assert set(fields["feature"]) == {"genres", "description"} and set(fields["model"]) == {"two_tower"}
+    measured = fi.filter(pl.col("method") != "grad_x_input")
+    assert (measured["split"] == "val").all() and (measured["metric"] == "ndcg").all() and (measured["k"] == 10).all()
+    assert (measured["ci_low"] <= measured["drop"] + 1e-12).all() and (measured["drop"] <= measured["ci_high"] + 1e-12).all()
+    grads = fi.filter(pl.col("method") == "grad_x_input")
+    assert set(zip(grads["model"], grads["feature"])) == {("mf", "item_id"), ("mf", "user_id"),
+                                                          ("two_tower", "text"), ("two_tower", "item_id")}
+
+    health = tables["embedding_health"]
+    pairs = set(zip(health["model"], health["embedding"]))
+    assert {("mf", "output"), ("mf", "item_id"), ("mf", "user_id"), ("two_tower", "output"),
+            ("two_tower", "item_id"), ("text_encoder", "item_text")} <= pairs
+    assert "pop" not in set(health["model"])
+
+    findings = tables["findings"]
+    assert findings.height == len(result.findings)
+    assert "pop" not in set(findings["model"].drop_nulls())
+    summary = (run_dir / SUMMARY_FILE).read_text()
+    assert summary == result.summary + "\n"
+    assert summary.startswith(f"diagnosis: {len(result.findings)} finding")
+    assert "mf:" in summary and "two_tower:" in summary and "pop:" not in summary
+    assert result.summary in capsys.readouterr().out
+
+
+def test_a_report_file_appears_with_its_transaction_or_not_at_all(tmp_path):
+    with RunWriter(tmp_path / "run", run_id="r") as writer:
+        with pytest.raises(RuntimeError):
+            with writer.transaction():
+                writer.write_text("diagnosis.txt", "draft")
+                raise RuntimeError("stage failed")
+        assert not (tmp_path / "run" / "diagnosis.txt").exists()
+        with writer.transaction():
+            writer.write_text("diagnosis.txt", "final")
+            assert not (tmp_path / "run" / "diagnosis.txt").exists()
+        assert (tmp_path / "run" / "diagnosis.txt").read_text() == "final"
+        for bad in ("../x.txt", "_staging", "part-1.parquet", ""):
+            with pytest.raises(ConfigError, match="bad report file name"):
+                writer.write_text(bad, "x")
+    assert not (tmp_path / "run" / "_staging").exists()
