@@ -27,6 +27,11 @@ from recsys.diagnose.inputs import DiagnosisInputs, by_unit, has_rows, metric_ro
 from recsys.diagnose.remedies import model_edit, remedy
 
 RUN_KEYS = ("run_id", "dataset")
+# Item groups of the evaluation (``items_tail``, ``cold_items``, ``item_genres=Drama``; see
+# recsys.evaluate.segments): re-evaluated against the held-out items in the group only, so their
+# value answers "are these items found", not "is this user segment served", and lies far below
+# ``all`` for every model, popularity included. SEGMENT_WEAKNESS judges user segments only.
+ITEM_GROUP_PREFIXES = ("items_", "cold_items", "item_")
 
 
 def _judged_models(metrics: pl.DataFrame, cfg: DiagnoseConfig) -> list[str]:
@@ -94,7 +99,8 @@ def _segment_edits(model: str, segment: str) -> list[Optional[dict[str, Any]]]:
 def segment_weakness(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]:
     """SEGMENT_WEAKNESS: a user segment scores far below the model's overall value.
 
-    For each segment other than ``all`` with at least ``outcomes.segment_min_users`` users (or an
+    For each user segment other than ``all`` (item groups, named ``items_*``, ``cold_items`` or
+    ``item_*``, are not judged) with at least ``outcomes.segment_min_users`` users (or an
     unknown count): ``gap = (overall - segment) / overall >= outcomes.segment_rel_gap`` (critical
     at ``outcomes.segment_rel_gap_critical``), and, when the segment has a confidence interval,
     its upper end lies below the overall value (significantly worse).
@@ -109,7 +115,10 @@ def segment_weakness(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Findi
             if overall is None or overall["value"] <= 0:
                 continue
             segments = metrics.filter((pl.col("model") == model) & (pl.col("split") == split)
-                                      & (pl.col("segment") != "all") & (pl.col("metric") == cfg.metric)
+                                      & (pl.col("segment") != "all")
+                                      & ~pl.any_horizontal(pl.col("segment").str.starts_with(p)
+                                                           for p in ITEM_GROUP_PREFIXES)
+                                      & (pl.col("metric") == cfg.metric)
                                       & (pl.col("k") == cfg.k) & pl.col("value").is_finite())
             for row in segments.iter_rows(named=True):
                 if row["n_users"] is not None and row["n_users"] < t.segment_min_users:
