@@ -39,7 +39,8 @@ from recsys.diagnose.model_health import item_norms, model_health_rows
 from recsys.diagnose.summary import summarize
 from recsys.diagnose.text_fields import FieldVectors, field_vectors
 from recsys.errors import ConfigError
-from recsys.evaluate.useritems import UserItems
+from recsys.evaluate.config import EvalConfig
+from recsys.evaluate.context import EvalContext
 from recsys.models.base import ModelInputs, Recommender
 from recsys.models.registry import build_model
 from recsys.report.schema import schema_for
@@ -65,31 +66,20 @@ class DiagnoseResult:
 # ---------------------------------------------------------------- inputs
 
 
-def split_masks(prepared: PreparedDataset, split: str) -> tuple[UserItems, UserItems]:
-    """``(held-out items, items to mask)`` of ``split``: val masks train; test masks train and val."""
-    if split not in ("val", "test"):
-        raise ConfigError(f"feature importance is measured on val or test, got {split!r}",
-                          setting="diagnose.importance.split", hint="use val or test")
-    n_users, n_items = prepared.user_map().height, prepared.item_map().height
+def eval_data(prepared: PreparedDataset, cfg: DiagnoseConfig, context: Any = None,
+              eval_cfg: Optional[EvalConfig] = None) -> EvalData:
+    """Users, held-out items and masks of ``diagnose.importance.split`` (val masks train; test train and val).
 
-    def items_of(name: str) -> UserItems:
-        frame = prepared.split(name).drop_nulls(["user_idx", "item_idx"])
-        return UserItems.from_pairs(frame["user_idx"].to_numpy(), frame["item_idx"].to_numpy(),
-                                    n_users=n_users, n_items=n_items)
-
-    seen = items_of("train")
-    if split == "test":
-        seen = seen.union(items_of("val"))
-    return items_of(split), seen
-
-
-def eval_data(prepared: PreparedDataset, cfg: DiagnoseConfig, context: Any = None) -> EvalData:
-    """Users, held-out items and masks the importance measures use (the evaluate stage's context when given)."""
+    ``context`` is the evaluate stage's :class:`~recsys.evaluate.context.EvalContext`; without one it
+    is read from ``prepared``. Importance always ranks the full catalogue.
+    """
     imp = cfg.importance
-    if context is not None and hasattr(context, "masks"):
-        relevant, seen = context.masks(imp.split)
-    else:
-        relevant, seen = split_masks(prepared, imp.split)
+    if imp.split not in ("val", "test"):
+        raise ConfigError(f"feature importance is measured on val or test, got {imp.split!r}",
+                          setting="diagnose.importance.split", hint="use val or test")
+    if context is None:
+        context = EvalContext.from_prepared(prepared, None, eval_cfg or EvalConfig())
+    relevant, seen = context.masks(imp.split)
     data = EvalData(relevant, seen, cfg.metric, imp.k or cfg.k, split=imp.split)
     return data.sample(imp.max_users, imp.seed)
 
@@ -123,12 +113,12 @@ def model_importance(model: Recommender, data: EvalData, cfg: DiagnoseConfig,
 
 
 def diagnose_models(models: Mapping[str, Recommender], prepared: PreparedDataset, cfg: DiagnoseConfig, *,
-                    train_seed: int = 0, fields: Optional[FieldVectors] = None,
-                    context: Any = None) -> DiagnoseResult:
+                    train_seed: int = 0, fields: Optional[FieldVectors] = None, context: Any = None,
+                    eval_cfg: Optional[EvalConfig] = None) -> DiagnoseResult:
     """Feature importance, embedding health and item norms of ``models`` (no rules, nothing written)."""
     dataset = prepared.name
     result = DiagnoseResult()
-    data = eval_data(prepared, cfg, context) if cfg.importance.enabled else None
+    data = eval_data(prepared, cfg, context, eval_cfg) if cfg.importance.enabled else None
     item_ids = prepared.item_map().sort("item_idx")["item_id"].to_list()
     norms = []
     for name, model in models.items():
@@ -240,7 +230,7 @@ def stage_diagnose(run) -> None:
     context = (run.extras.get("evaluation") or {}).get("context")
     fields = text_field_vectors(run.cfg, run.prepared, models)
     result = diagnose_models(models, run.prepared, cfg, train_seed=run.cfg.train.seed, fields=fields,
-                             context=context)
+                             context=context, eval_cfg=run.cfg.eval)
     tables = published_tables(run.writer.run_dir)
     run.extras["diagnosis"] = finish(run.writer, result, tables, cfg, run.prepared.name, list(paths))
 

@@ -13,8 +13,9 @@ import torch
 from rayjobs._common import compose
 from recsys.diagnose.stage import SUMMARY_FILE, diagnose_run
 from recsys.errors import ConfigError
-from recsys.pipeline import RunState, stage_prepare
+from recsys.pipeline import RunState, run_stages, stage_prepare
 from recsys.embed.stage import stage_embed
+from recsys.evaluate.stage import stage_evaluate
 from recsys.report.reader import load_tables
 from recsys.report.writer import RunWriter
 from recsys.train.stage import stage_train
@@ -25,19 +26,20 @@ TINY = ["dataset.synthetic.n_users=60", "dataset.synthetic.n_items=40", "dataset
         "model.mf.dim=8", "model.two_tower.dim=8", "model.two_tower.width=16", "models=[pop,mf,two_tower]",
         "train.epochs=2", "train.batch_size=64", "train.engine=local", "train.probe_every=2", "train.log_every=2",
         "data.engine=local", "encoder.engine=local", "encoder.name=tiny", "encoder.max_length=32",
-        "diagnose.importance.bootstrap_samples=200"]
+        "eval.engine=local", "eval.bootstrap_samples=200", "diagnose.importance.bootstrap_samples=200"]
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    """A finished run (prepare, embed, train) and its config."""
+    """A finished run (prepare, embed, train, evaluate) and its config."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("diagnose-stage")
     bert = save_tiny_bert(root / "bert")
     cfg = compose(TINY + [f"encoder.path={bert}", f"data.cache_dir={root}/cache", f"report.dir={root}/run"])
     with RunWriter(root / "run", run_id="r1", config=cfg) as writer:
         run = RunState(cfg=cfg, writer=writer)
-        for name, stage in (("prepare", stage_prepare), ("embed", stage_embed), ("train", stage_train)):
+        for name, stage in (("prepare", stage_prepare), ("embed", stage_embed), ("train", stage_train),
+                            ("evaluate", stage_evaluate)):
             with writer.transaction():
                 stage(run)
             writer.mark_stage_done(name)
@@ -111,3 +113,20 @@ def test_a_report_file_appears_with_its_transaction_or_not_at_all(tmp_path):
             with pytest.raises(ConfigError, match="bad report file name"):
                 writer.write_text(bad, "x")
     assert not (tmp_path / "run" / "_staging").exists()
+
+
+@pytest.mark.ray
+def test_the_pipeline_runs_diagnose_after_evaluate_and_prints_the_summary(tmp_path, capsys):
+    from rayjobs.diagnose import stages_through_diagnose
+
+    bert = save_tiny_bert(tmp_path / "bert")
+    cfg = compose(TINY + ["models=[pop,mf]", f"encoder.path={bert}", f"data.cache_dir={tmp_path}/cache",
+                          f"report.dir={tmp_path}/run", "diagnose.importance.methods=[ablation]"])
+    assert stages_through_diagnose()[-2:] == ["evaluate", "diagnose"]
+    report = run_stages(cfg, stages_through_diagnose())
+    tables = load_tables(str(report))
+    assert json.loads(tables["runs"]["stages"][0])[-2:] == ["evaluate", "diagnose"]
+    fi = tables["feature_importance"]
+    assert set(zip(fi["feature"], fi["method"])) == {("item_id", "ablation"), ("user_id", "ablation")}
+    summary = (report / SUMMARY_FILE).read_text()
+    assert summary.startswith("diagnosis: ") and summary.strip() in capsys.readouterr().out

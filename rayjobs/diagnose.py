@@ -1,0 +1,35 @@
+"""Prepare, embed, train, evaluate and diagnose: ``python -m rayjobs.diagnose [overrides]``.
+
+Runs every stage up to ``diagnose``, which measures feature importance and the
+embedding health of each trained model, runs the diagnosis rules, writes
+``feature_importance``, ``embedding_health`` and ``findings``, and prints the
+per-model summary (also stored as ``diagnosis.txt`` in the run directory); e.g.
+``python -m rayjobs.diagnose models=[pop,mf,two_tower] diagnose.importance.max_users=500``.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from rayjobs._common import CONFIG_DIR, run_entry
+from recsys.pipeline import STAGES, run_stages
+
+
+def stages_through_diagnose() -> list[str]:
+    """The pipeline's stages in order, up to and including ``diagnose``.
+
+    >>> stages_through_diagnose()[-1]
+    'diagnose'
+    """
+    names = list(STAGES)
+    return names[: names.index("diagnose") + 1]
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)
+def main(cfg: DictConfig) -> None:
+    run_entry(lambda config: run_stages(config, stages_through_diagnose()), cfg)
+
+
+if __name__ == "__main__":
+    main()
