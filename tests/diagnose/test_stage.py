@@ -130,3 +130,38 @@ def test_the_pipeline_runs_diagnose_after_evaluate_and_prints_the_summary(tmp_pa
     assert set(zip(fi["feature"], fi["method"])) == {("item_id", "ablation"), ("user_id", "ablation")}
     summary = (report / SUMMARY_FILE).read_text()
     assert summary.startswith("diagnosis: ") and summary.strip() in capsys.readouterr().out
+
+
+def test_every_importance_and_health_setting_is_documented_with_its_default():
+    import re
+    from dataclasses import fields as dataclass_fields
+
+    from recsys.diagnose.config import HealthConfig, ImportanceConfig
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "diagnosis.md").read_text(encoding="utf-8")
+    for section, config in (("importance", ImportanceConfig()), ("health", HealthConfig())):
+        for f in dataclass_fields(config):
+            found = re.search(rf"^\| `diagnose\.{section}\.{f.name}` \| ([^|]+) \|", doc, flags=re.M)
+            assert found, f"diagnose.{section}.{f.name} is not documented"
+            shown, default = found.group(1).strip(), getattr(config, f.name)
+            if isinstance(default, bool):
+                assert shown == str(default).lower(), f.name
+            elif isinstance(default, list):
+                assert shown == "[" + ", ".join(default) + "]", f.name
+            elif default is None:
+                assert shown == "null", f.name
+            elif isinstance(default, (int, float)):
+                assert float(shown) == default, f.name
+            else:
+                assert shown == default, f.name
+
+
+def test_impossible_importance_settings_are_named():
+    from recsys.diagnose.config import DiagnoseConfig, ImportanceConfig, check_diagnose_config
+
+    with pytest.raises(ConfigError, match="diagnose.importance.groups"):
+        check_diagnose_config(DiagnoseConfig(importance=ImportanceConfig(groups=["bert"])))
+    with pytest.raises(ConfigError, match="diagnose.importance.max_users"):
+        check_diagnose_config(DiagnoseConfig(importance=ImportanceConfig(max_users=0)))
+    cfg = compose(["diagnose.importance.methods=[ablation]", "diagnose.health.dead_threshold=0.01"])
+    assert cfg.diagnose.importance.methods == ["ablation"] and cfg.diagnose.health.dead_threshold == 0.01
