@@ -52,6 +52,21 @@ def test_a_failing_stage_marks_the_run_failed_and_publishes_no_table(tmp_path):
     assert tables["datasets"].height == 0
 
 
+@pytest.mark.ray
+def test_pipeline_evaluates_the_trained_models_through_ray_data(tmp_path):
+    cfg = compose(TINY + ["train.engine=local", "data.engine=local", "eval.bootstrap_samples=50",
+                          f"report.dir={tmp_path}/run", f"data.cache_dir={tmp_path}/cache"])
+    assert cfg.eval.engine == "ray"
+    report = run_stages(cfg, ["prepare", "train", "evaluate"])
+    tables = load_tables(str(report))
+    assert json.loads(tables["runs"]["stages"][0]) == ["prepare", "train", "evaluate"]
+    ndcg = query("SELECT model, split, value FROM metrics WHERE segment = 'all' AND metric = 'ndcg' AND k = 10",
+                 str(report))
+    assert set(zip(ndcg["model"], ndcg["split"])) == {(m, s) for m in ("pop", "mf") for s in ("val", "test")}
+    assert tables["user_metrics"].height > 0 and tables["recommendations"].height > 0
+    assert set(zip(tables["comparisons"]["baseline"], tables["comparisons"]["candidate"])) == {("pop", "mf")}
+
+
 def _run_module(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1", RAY_AUTH_MODE="disabled")
     return subprocess.run([sys.executable, "-m", module, *overrides, "ray.num_cpus=2"],
@@ -66,6 +81,8 @@ def test_pipeline_entry_point_runs_on_the_default_data_and_reports(tmp_path):
     assert "succeeded" in result.stdout
     runs = pl.read_parquet(tmp_path / "run" / "runs" / "*.parquet")
     assert runs["status"].to_list() == ["succeeded"]
+    metrics = pl.read_parquet(tmp_path / "run" / "metrics" / "*.parquet")
+    assert set(metrics.filter(pl.col("segment") == "all")["model"]) == {"pop", "mf"}
     cli = subprocess.run([sys.executable, "-m", "recsys.cli", "report", "query",
                           "SELECT stage, n_rows FROM datasets WHERE stage = 'train'", "--runs", str(tmp_path / "run"),
                           "--format", "csv"], capture_output=True, text=True, timeout=60)

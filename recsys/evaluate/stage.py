@@ -89,8 +89,9 @@ def user_metric_frame(rows: MetricRows, ctx: EvalContext) -> pl.DataFrame:
     return pl.concat(frames).with_columns(pl.col("value").fill_nan(None))
 
 
-def recommendation_frames(rows: MetricRows, ctx: EvalContext, split: str, chunk_users: int = RECOMMENDATION_CHUNK_USERS):
-    """Yield ``recommendations`` frames (user_id, rank, item_id, score, is_relevant), ``chunk_users`` users at a time."""
+def recommendation_frames(rows: MetricRows, ctx: EvalContext, split: str,
+                          chunk_users: int = RECOMMENDATION_CHUNK_USERS):
+    """Yield ``recommendations`` frames (user_id, rank, item_id, score, is_relevant), ``chunk_users`` users at once."""
     relevant, _ = ctx.masks(split)
     evaluated = np.flatnonzero(rows.evaluated)
     for start in range(0, len(evaluated), chunk_users):
@@ -184,7 +185,7 @@ def _context(run, cfg: EvalConfig) -> EvalContext:
 
 
 def stage_evaluate(run) -> None:
-    """Evaluate ``run.extras["models"]`` on ``run.prepared``; write metrics, user_metrics, recommendations, comparisons."""
+    """Evaluate ``run.extras["models"]`` on ``run.prepared``: metrics, user_metrics, recommendations, comparisons."""
     if run.prepared is None:
         raise ConfigError("the evaluate stage needs a prepared dataset", setting="stages",
                           hint="run the prepare stage first (stages: prepare, embed, train, evaluate)")
