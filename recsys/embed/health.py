@@ -30,7 +30,15 @@ def effective_rank(vectors: np.ndarray) -> float:
     """
     if vectors.size == 0:
         return 0.0
-    singular = np.linalg.svd(vectors.astype(np.float64), compute_uv=False)
+    return rank_from_spectrum(np.linalg.svd(vectors.astype(np.float64), compute_uv=False))
+
+
+def rank_from_spectrum(singular: np.ndarray) -> float:
+    """Effective rank from singular values already computed (one SVD serves rank and spectrum head).
+
+    >>> rank_from_spectrum(np.array([1.0, 1.0, 0.0]))
+    2.0
+    """
     total = singular.sum()
     if total <= 0:
         return 0.0
@@ -103,7 +111,7 @@ def embedding_health(
     return {
         "n_rows": int(n),
         "dim": int(dim),
-        "effective_rank": effective_rank(sampled) if n else None,
+        "effective_rank": rank_from_spectrum(spectrum) if n else None,
         "norm_mean": float(norms.mean()) if n else None,
         "norm_std": float(norms.std()) if n else None,
         "norm_min": float(norms.min()) if n else None,
