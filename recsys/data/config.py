@@ -29,6 +29,7 @@ class SyntheticConfig:
     cold_item_fraction: float = 0.05    # items that appear only late in time (cold in temporal splits)
     text_informative: bool = True       # False: titles/descriptions are random words (uninformative text)
     popularity_user_fraction: float = 0.0  # users who pick items by global popularity only
+    random_user_fraction: float = 0.0   # users who pick released items uniformly at random: nothing predicts them
     rating: bool = True                 # emit 1–5 star ratings correlated with topic match
     chunk_users: int = 20_000           # users generated per chunk; bounds memory for huge sizes
     seed: int = 0

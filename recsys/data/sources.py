@@ -63,7 +63,7 @@ class Source:
 
     def users(self) -> pl.DataFrame | None:
         if self.layout is None:
-            return None
+            return synthetic.generate_users(self.dataset.synthetic)
         return read_users(self.layout, self.dataset)
 
     def inputs(self) -> dict:

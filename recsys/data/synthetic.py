@@ -3,9 +3,13 @@
 Everything is a deterministic function of :class:`SyntheticConfig`. Items belong
 to a topic (some to a second one), have Zipf-like popularity and English text
 written from their topic's words. Users prefer one or two topics (or, for
-``popularity_user_fraction`` of them, follow global popularity only), are active
-over a sub-window of the time span, and see topic popularity drift over time.
-Some items are released late and are cold in a temporal split.
+``popularity_user_fraction`` of them, follow global popularity only, and for
+``random_user_fraction`` of them, pick released items uniformly at random), are
+active over a sub-window of the time span, and see topic popularity drift over time.
+Some items are released late and are cold in a temporal split. When some users
+follow popularity or chance, the source has a users table whose ``behaviour``
+column (``taste``, ``popularity``, ``random``) makes them an evaluation segment
+(``user_behaviour=random`` is a deliberately hard one).
 
 Users are generated in chunks of ``chunk_users``; a chunk is a pure function of
 ``(cfg, chunk_index)``, so chunks can be made in any order, in parallel, and
@@ -90,7 +94,7 @@ def item_truth(cfg: SyntheticConfig) -> pl.DataFrame:
 
 
 def user_truth(cfg: SyntheticConfig) -> pl.DataFrame:
-    """Hidden user facts: popularity-only flag, preferred topics and their shares, active window.
+    """Hidden user facts: popularity-only and random flags, preferred topics and their shares, active window.
 
     ``top_topic_share``/``second_topic_share`` are the expected shares of the
     user's events from each preferred topic before drift (they sum to
@@ -109,6 +113,7 @@ def user_truth(cfg: SyntheticConfig) -> pl.DataFrame:
         frames.append(pl.DataFrame({
             "user": np.arange(u.first, u.first + len(u.top)),
             "popularity_user": u.popularity_user,
+            "random_user": u.random_user,
             "top_topic": names[u.top].tolist(),
             "second_topic": names[u.second].tolist(),
             "top_topic_share": cfg.topic_affinity * u.top_weight,
@@ -121,6 +126,26 @@ def user_truth(cfg: SyntheticConfig) -> pl.DataFrame:
     frame = pl.concat(frames)
     return frame.select(_format_ids("u", "user", _width(cfg.n_users, _USER_DIGITS)).alias(USER_ID),
                         pl.exclude("user"))
+
+
+def generate_users(cfg: SyntheticConfig) -> pl.DataFrame | None:
+    """The users table: ``user_id`` and ``behaviour`` (``taste``, ``popularity`` or ``random``).
+
+    None when every user follows their taste (nothing to tell them apart by).
+
+    >>> users = generate_users(SyntheticConfig(n_users=40, random_user_fraction=0.5))
+    >>> users.columns, sorted(users["behaviour"].unique())
+    (['user_id', 'behaviour'], ['random', 'taste'])
+    >>> generate_users(SyntheticConfig(n_users=40)) is None
+    True
+    """
+    validate_synthetic(cfg)
+    if cfg.popularity_user_fraction == 0 and cfg.random_user_fraction == 0:
+        return None
+    truth = user_truth(cfg)
+    behaviour = (pl.when(pl.col("popularity_user")).then(pl.lit("popularity"))
+                 .when(pl.col("random_user")).then(pl.lit("random")).otherwise(pl.lit("taste")))
+    return truth.select(USER_ID, behaviour.alias("behaviour"))
 
 
 def generate_chunk(cfg: SyntheticConfig, chunk_index: int) -> pl.DataFrame:
@@ -204,7 +229,7 @@ def validate_synthetic(cfg: SyntheticConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             _fail(name, f"must be an integer, got {value!r}", "write a whole number")
     for name in ("mean_interactions_per_user", "zipf_exponent", "topic_affinity", "drift",
-                 "cold_item_fraction", "popularity_user_fraction"):
+                 "cold_item_fraction", "popularity_user_fraction", "random_user_fraction"):
         value = getattr(c, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             _fail(name, f"must be a finite number, got {value!r}", "write a number")
@@ -217,7 +242,7 @@ def validate_synthetic(cfg: SyntheticConfig) -> None:
     for name in ("seed", "start_timestamp", "zipf_exponent", "drift"):
         if getattr(c, name) < 0:
             _fail(name, f"must not be negative, got {getattr(c, name)}", f"set {name} to 0 or more")
-    for name in ("topic_affinity", "popularity_user_fraction", "cold_item_fraction"):
+    for name in ("topic_affinity", "popularity_user_fraction", "random_user_fraction", "cold_item_fraction"):
         if not 0 <= getattr(c, name) <= 1:
             _fail(name, f"is a fraction and must be in [0, 1], got {getattr(c, name)}",
                   "use a value between 0 and 1")

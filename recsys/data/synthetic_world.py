@@ -65,6 +65,8 @@ class World:
     entry_cdf: np.ndarray        # (E + 1,) cumulative entry weight, starting at 0
     segment_start: np.ndarray    # (T + 1,) first entry of each segment; segment T is global
     available_end: np.ndarray    # (T + 1, B) end of the entries released by each bucket start
+    release_order: np.ndarray    # (I,) items by release time (random users draw a prefix uniformly)
+    released: np.ndarray         # (B,) items released by each bucket start
 
 
 def build_world(cfg: SyntheticConfig) -> World:
@@ -124,6 +126,8 @@ def build_world(cfg: SyntheticConfig) -> World:
         drift=drift, topic_cdf=topic_cdf, entry_item=entry_item.astype(np.int32),
         entry_cdf=np.concatenate([[0.0], np.cumsum(weight)]),
         segment_start=segment_start[: t + 1], available_end=available_end,
+        release_order=np.argsort(release, kind="stable").astype(np.int32),
+        released=np.searchsorted(np.sort(release), bucket_starts, side="right"),
     )
 
 
@@ -133,6 +137,7 @@ class ChunkUsers:
 
     first: int
     popularity_user: np.ndarray  # (U,) picks by global popularity only
+    random_user: np.ndarray      # (U,) picks released items uniformly (never also a popularity user)
     active_from: np.ndarray      # (U,) start of the active window, share of the span
     active_length: np.ndarray    # (U,) length of the active window, share of the span
     top: np.ndarray              # (U,) preferred topic
@@ -166,8 +171,11 @@ def chunk_users(cfg: SyntheticConfig, world: World, chunk_index: int) -> ChunkUs
     extra_mean = cfg.mean_interactions_per_user - 3
     extra = rng.lognormal(np.log(max(extra_mean, 1e-9)) - 0.5, 1.0, u)
     n_planned = np.minimum(3 + np.rint(extra).astype(np.int64), cfg.n_items)
-    return ChunkUsers(first, popularity_user, active_from, active_length, top, second,
-                      top_weight, rng.normal(0.0, 0.4, u), n_planned)
+    rating_bias = rng.normal(0.0, 0.4, u)
+    # drawn last, so settings without random users give the same users as before the option existed
+    random_user = (rng.random(u) < cfg.random_user_fraction) & ~popularity_user
+    return ChunkUsers(first, popularity_user, random_user, active_from, active_length, top,
+                      second, top_weight, rating_bias, n_planned)
 
 
 @dataclass(frozen=True)
@@ -229,7 +237,12 @@ def _draw_items(cfg, world: World, users: ChunkUsers, user, bucket, rng) -> np.n
     end = world.available_end[segment, bucket]
     low, high = world.entry_cdf[start], world.entry_cdf[end]
     position = np.searchsorted(world.entry_cdf, low + rng.random(n) * (high - low), side="right") - 1
-    return world.entry_item[np.clip(position, start, end - 1)]
+    item = world.entry_item[np.clip(position, start, end - 1)]
+    random = users.random_user[user]
+    if random.any():                       # uniform over the items released by then
+        released = world.released[bucket[random]]
+        item[random] = world.release_order[(rng.random(int(random.sum())) * released).astype(np.int64)]
+    return item
 
 
 def _repeats(user: np.ndarray, item: np.ndarray, n_items: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from recsys.data.config import SyntheticConfig
 from recsys.data.schema import INTERACTION_SCHEMA
 from recsys.data.synthetic import (
-    generate_chunk, generate_items, item_truth, iter_chunks, n_chunks, user_truth,
+    generate_chunk, generate_items, generate_users, item_truth, iter_chunks, n_chunks, user_truth,
     write_synthetic,
 )
 from recsys.data.synthetic_text import (
@@ -132,6 +132,43 @@ def test_popularity_users_draw_items_in_proportion_to_popularity():
     assert np.corrcoef(observed, expected)[0, 1] > 0.97
     top = np.argmax(expected)
     assert observed[top] == pytest.approx(expected[top], rel=0.15)
+
+
+def test_random_users_pick_released_items_uniformly_and_taste_users_do_not():
+    cfg = SyntheticConfig(n_users=4000, n_items=200, n_topics=4, mean_interactions_per_user=10,
+                          random_user_fraction=0.5, cold_item_fraction=0.1, chunk_users=1000)
+    frame = _with_truth(cfg)
+    assert (frame["timestamp"] >= frame["release_timestamp"]).all()          # never before release
+    for is_random, top_share_limit in ((True, 0.08), (False, None)):
+        events = frame.filter(pl.col("random_user") == is_random, ~pl.col("cold"))
+        counts = events.group_by("item_id").len()["len"].sort(descending=True).to_numpy()
+        top_share = counts[:10].sum() / counts.sum()                       # 10 of the 180 warm items
+        if is_random:
+            assert top_share < top_share_limit                              # uniform: 10 / 180 = 0.056
+            assert counts.min() > 0.5 * counts.mean()
+        else:
+            assert top_share > 0.2                                          # Zipf within topics
+    shares = dict(frame.group_by("random_user").agg(_in_preferred_topic().mean()).rows())
+    assert shares[True] < 0.6 < shares[False]
+
+
+def test_random_users_leave_every_other_draw_of_the_users_unchanged():
+    plain = user_truth(SMALL)
+    mixed = user_truth(replace(SMALL, random_user_fraction=0.3))
+    for column in ("popularity_user", "top_topic", "second_topic", "active_from", "planned_interactions"):
+        assert mixed[column].equals(plain[column]), column
+    assert not (mixed["random_user"] & mixed["popularity_user"]).any()
+    assert 0.15 < mixed["random_user"].mean() < 0.35
+
+
+def test_the_users_table_names_each_users_behaviour():
+    cfg = replace(SMALL, random_user_fraction=0.3)
+    users = generate_users(cfg).join(user_truth(cfg), on="user_id")
+    expected = (users["popularity_user"].cast(int) * 1 + users["random_user"].cast(int) * 2).replace_strict(
+        {0: "taste", 1: "popularity", 2: "random"})
+    assert users["behaviour"].equals(expected.alias("behaviour"))
+    assert set(users["behaviour"]) == {"taste", "popularity", "random"}
+    assert generate_users(replace(SMALL, popularity_user_fraction=0.0)) is None
 
 
 def test_a_tenth_of_the_items_gets_a_large_share_of_the_interactions():
@@ -263,6 +300,7 @@ def test_more_topics_than_built_in_ones_are_combinations_with_their_own_names():
     ("drift", -0.1, "must not be negative"),
     ("topic_affinity", 1.5, "is a fraction and must be in [0, 1]"),
     ("popularity_user_fraction", -0.1, "is a fraction"),
+    ("random_user_fraction", 1.5, "is a fraction"),
     ("cold_item_fraction", 1.2, "is a fraction"),
     ("cold_item_fraction", 0.999, "cold items leave fewer than one item per topic"),
     ("span_days", 0, "must be at least 1"),
