@@ -1,7 +1,7 @@
 """The ``recsys`` console script.
 
-``recsys report list | show | query`` read the Parquet report tables that runs
-leave behind (docs/report.md). Errors print one line on stderr and exit with 2.
+``recsys report list | show | query | compare`` read the Parquet report tables
+that runs leave behind (docs/report.md). Errors print one line on stderr and exit with 2.
 
 >>> main(["report", "list", "--runs", "no-such-reports/*"])
 2
@@ -27,6 +27,7 @@ from recsys.report.schema import TABLES, schema_for
 
 DEFAULT_RUNS = "reports/*"
 FORMATS = ("table", "csv", "json")
+COMPARE_PARTS = ("rankings", "insights", "both")
 TABLE_ROWS_DEFAULT = 100
 
 
@@ -78,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"run directory, directory of runs, or glob (default: {DEFAULT_RUNS})")
     _add_output_options(sql)
     sql.set_defaults(handler=_cmd_query)
+
+    compare = report_commands.add_parser("compare", help="models ranked per dataset and segment, and the lines "
+                                                         "that compare them (tables rankings and insights)")
+    compare.add_argument("--runs", default=DEFAULT_RUNS, metavar="GLOB",
+                         help=f"run directory, directory of runs, or glob (default: {DEFAULT_RUNS})")
+    compare.add_argument("--metric", default="ndcg@10", metavar="NAME@K",
+                         help="metric of the ranking shown (default: ndcg@10)")
+    compare.add_argument("--segment", default="all", help="segment of the ranking shown (default: all)")
+    compare.add_argument("--split", default="test", help="split of the ranking shown (default: test)")
+    compare.add_argument("--show", choices=COMPARE_PARTS, default="both",
+                         help="rankings, insights or both (default; table format only)")
+    _add_output_options(compare)
+    compare.set_defaults(handler=_cmd_compare)
     return parser
 
 
@@ -186,6 +200,58 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     print_frame(query(args.sql, args.runs), args.format, args.limit)
+    return 0
+
+
+def _compare_frames(args: argparse.Namespace) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rankings of the chosen metric, segment and split, and every insight, over the selected runs."""
+    from recsys.evaluate.compare import compare_reports
+    from recsys.evaluate.rows import split_column_name
+
+    try:
+        metric, k = split_column_name(args.metric)
+    except (ValueError, TypeError):
+        raise ConfigError(f"cannot read metric {args.metric!r}", setting="--metric",
+                          hint="write it as name@k, e.g. ndcg@10, or a bare name such as auc") from None
+    runs = compare_reports(args.runs)
+    if not runs:
+        raise DataError(f"no selected run has metrics ({args.runs})",
+                        hint="run the evaluate stage first (python -m rayjobs.pipeline), or pick other --runs")
+    for run in runs:
+        if not run.stored:
+            print(f"run {run.run_id} has no rankings table; computed from its metrics and comparisons",
+                  file=sys.stderr)
+    same_k = pl.col("k").is_null() if k is None else pl.col("k") == k
+    rankings = pl.concat([run.comparison.rankings.with_columns(run_id=pl.lit(run.run_id)) for run in runs],
+                         how="diagonal_relaxed")
+    rankings = (rankings.filter((pl.col("metric") == metric) & same_k & (pl.col("segment") == args.segment)
+                                & (pl.col("split") == args.split))
+                .select("run_id", "dataset", "protocol", "model", "rank", "n_models", "value", "ci_low", "ci_high")
+                .sort("run_id", "dataset", "protocol", "rank", "model", nulls_last=True))
+    insights = pl.concat([run.comparison.insights.with_columns(run_id=pl.lit(run.run_id)) for run in runs],
+                         how="diagonal_relaxed")
+    insights = insights.select("run_id", "dataset", "kind", "text")
+    return rankings, insights
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    if args.format != "table" and args.show == "both":
+        raise ConfigError(f"--format {args.format} prints one table", setting="--show",
+                          hint="add --show rankings or --show insights")
+    rankings, insights = _compare_frames(args)
+    if args.format != "table":
+        print_frame(rankings if args.show == "rankings" else insights, args.format, args.limit)
+        return 0
+    if args.show in ("rankings", "both"):
+        sys.stdout.write(f"rankings by {args.metric}, segment {args.segment}, {args.split} split:\n")
+        print_frame(rankings, "table", args.limit)
+    if args.show in ("insights", "both"):
+        sys.stdout.write("insights:\n")
+        shown = insights.head(args.limit) if args.limit is not None else insights
+        for run_id, dataset, text in shown.select("run_id", "dataset", "text").iter_rows():
+            sys.stdout.write(f"  {run_id} [{dataset or 'all datasets'}] {text}\n")
+        if insights.is_empty():
+            sys.stdout.write("  none: no significant trade-off, no clear segment difference, no rank change\n")
     return 0
 
 

@@ -18,6 +18,7 @@ from recsys.data.config import DataConfig, DatasetConfig, SplitConfig
 from recsys.diagnose.config import DiagnoseConfig
 from recsys.embed.config import EncoderConfig
 from recsys.evaluate.config import EvalConfig
+from recsys.evaluate.crossdata import CompareConfig
 from recsys.models.registry import ModelSettings
 from recsys.runtime import RayConfig
 from recsys.train.config import TrainConfig
@@ -35,6 +36,7 @@ class ReportConfig:
 @dataclass
 class RecsysConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    datasets: list[DatasetConfig] = field(default_factory=list)   # several in one run; empty: just `dataset`
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -42,6 +44,7 @@ class RecsysConfig:
     model: ModelSettings = field(default_factory=ModelSettings)   # model.<name>.<param>, one section per model
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     diagnose: DiagnoseConfig = field(default_factory=DiagnoseConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
@@ -54,6 +57,7 @@ GROUP_SCHEMAS = {
     "model": ModelSettings,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "compare": CompareConfig,
     "diagnose": DiagnoseConfig,
     "tune": TuneConfig,
     "report": ReportConfig,

@@ -1,22 +1,35 @@
 """Run stages in order under one report: the library side of ``rayjobs.pipeline``.
 
-Each stage is a plain function ``stage(run) -> None`` that reads what earlier
-stages left in :class:`RunState` and writes its tables through ``run.writer``.
-Later stages (embed, train, evaluate, diagnose, tune) register here in order.
+A run covers one dataset (``dataset``) or several (``datasets=[...]``, see
+:mod:`recsys.data.datasets`). Stages are plain functions, registered in order:
+
+- ``STAGES``, per-dataset stages ``stage(run: RunState) -> None``: each reads what
+  earlier stages left in that dataset's :class:`RunState` and writes its tables
+  through ``run.writer``, every row carrying the dataset's name. They run dataset
+  by dataset: every stage on the first dataset, then every stage on the next.
+- ``RUN_STAGES``, run-level stages ``stage(run: RunLevelState) -> None``: they run
+  once, after every dataset's stages (``compare`` ranks the models of all datasets).
+
+Each stage (per dataset) is one report transaction; ``runs.stages`` lists the
+completed ones (``train:movielens`` when the run has several datasets).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from recsys.config import RecsysConfig
+from recsys.data.config import DatasetConfig
+from recsys.data.datasets import check_sources, dataset_label, run_datasets
 from recsys.data.prepare import prepare
 from recsys.data.prepared import PreparedDataset
 from recsys.diagnose.stage import stage_diagnose
 from recsys.embed.stage import stage_embed
+from recsys.evaluate.compare import stage_compare
+from recsys.evaluate.crossdata import check_compare_config
 from recsys.evaluate.stage import stage_evaluate
 from recsys.train.stage import stage_train
 from recsys.errors import ConfigError
@@ -28,7 +41,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunState:
-    """What one run carries from stage to stage."""
+    """What one dataset of a run carries from stage to stage (``cfg.dataset`` is that dataset)."""
 
     cfg: RecsysConfig
     writer: RunWriter
@@ -36,9 +49,18 @@ class RunState:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class RunLevelState:
+    """What run-level stages see: the whole config, the writer and each dataset's state by its name."""
+
+    cfg: RecsysConfig
+    writer: RunWriter
+    datasets: dict[str, RunState] = field(default_factory=dict)
+
+
 def stage_prepare(run: RunState) -> None:
     """Load, validate, filter, split and map ids; record counts and the split audit."""
-    run.prepared = prepare(run.cfg.dataset, run.cfg.data, run.cfg.split)
+    run.prepared = prepare(run.cfg.dataset, run.cfg.data, run.cfg.split).labelled(run.cfg.dataset.label)
     rows = [dict(row, dataset=run.prepared.name) for row in run.prepared.audit_rows()]
     run.writer.write("datasets", rows)
     log.info("prepared dataset %s at %s", run.prepared.name, run.prepared.path)
@@ -52,34 +74,73 @@ STAGES: dict[str, Callable[[RunState], None]] = {
     "diagnose": stage_diagnose,
 }
 
+RUN_STAGES: dict[str, Callable[[RunLevelState], None]] = {
+    "compare": stage_compare,
+}
+
 
 def report_dir_for(cfg: RecsysConfig, run_id: str) -> Path:
     return Path(cfg.report.dir) if cfg.report.dir else Path(cfg.report.root) / run_id
 
 
-def run_stages(cfg: RecsysConfig, stages: list[str] | None = None) -> Path:
-    """Run ``stages`` (default: all, in order) and return the run's report directory.
+def dataset_config(cfg: RecsysConfig, dataset: DatasetConfig, report_dir: Path, several: bool) -> RecsysConfig:
+    """The config one dataset's stages see: ``dataset`` set to it; with several, checkpoints apart per dataset.
 
-    The run's ``runs`` row is written first with status ``running`` and finalised as
-    ``succeeded`` or ``failed``; a failed stage publishes none of its tables.
+    >>> cfg = dataset_config(RecsysConfig(), DatasetConfig(label="small"), Path("reports/r1"), several=True)
+    >>> cfg.dataset.label, cfg.datasets, cfg.train.checkpoint_dir
+    ('small', [], 'reports/r1/checkpoints/small')
     """
-    stages = list(stages or STAGES)
-    unknown = [s for s in stages if s not in STAGES]
+    train = cfg.train
+    if several:
+        root = Path(cfg.train.checkpoint_dir) if cfg.train.checkpoint_dir else report_dir / "checkpoints"
+        train = replace(cfg.train, checkpoint_dir=str(root / dataset_label(dataset)))
+    return replace(cfg, dataset=dataset, datasets=[], train=train)
+
+
+def _check_stages(stages: list[str]) -> None:
+    known = [*STAGES, *RUN_STAGES]
+    unknown = [s for s in stages if s not in known]
     if unknown:
-        raise ConfigError(f"unknown stage(s) {unknown}", hint=f"stages are {', '.join(STAGES)}")
+        raise ConfigError(f"unknown stage(s) {unknown}", hint=f"stages are {', '.join(known)}")
+
+
+def run_stages(cfg: RecsysConfig, stages: list[str] | None = None) -> Path:
+    """Run ``stages`` (default: all, in order) on every dataset of the run; return the run's report directory.
+
+    Per-dataset stages run in registry order on each dataset, run-level stages after
+    them. The run's ``runs`` row is written first with status ``running`` and
+    finalised as ``succeeded`` or ``failed``; a failed stage publishes none of its tables.
+    """
+    stages = list(stages or [*STAGES, *RUN_STAGES])
+    _check_stages(stages)
+    datasets = run_datasets(cfg.dataset, cfg.datasets)
+    if any(name in RUN_STAGES for name in stages):
+        check_compare_config(cfg.compare, cfg.eval.k)
+    several = len(cfg.datasets) > 0
     run_id = new_run_id()
     report_dir = report_dir_for(cfg, run_id)
-    config = asdict(cfg)
-    with RunWriter(report_dir, run_id=run_id, config=config) as writer:
+    with RunWriter(report_dir, run_id=run_id, config=asdict(cfg)) as writer:
         resources = init_ray(cfg.ray)
         writer.set_cluster({"address": cfg.ray.address or "local", "resources": resources})
-        run = RunState(cfg=cfg, writer=writer)
-        for name in stages:
-            log.info("stage %s: start", name)
+        if several:
+            check_sources(datasets)
+        whole = RunLevelState(cfg=cfg, writer=writer)
+        for dataset in datasets:
+            name = dataset_label(dataset)
+            run = whole.datasets[name] = RunState(cfg=dataset_config(cfg, dataset, report_dir, several), writer=writer)
+            for stage in (s for s in stages if s in STAGES):
+                done = f"{stage}:{name}" if several else stage
+                log.info("stage %s: start", done)
+                with writer.transaction():
+                    STAGES[stage](run)
+                writer.mark_stage_done(done)
+                log.info("stage %s: done", done)
+        for stage in (s for s in stages if s in RUN_STAGES):
+            log.info("stage %s: start", stage)
             with writer.transaction():
-                STAGES[name](run)
-            writer.mark_stage_done(name)
-            log.info("stage %s: done", name)
+                RUN_STAGES[stage](whole)
+            writer.mark_stage_done(stage)
+            log.info("stage %s: done", stage)
     print(f"run {run_id} succeeded; report tables in {report_dir}")
     print(f"query them with: recsys report query \"SELECT * FROM datasets\" --runs {report_dir}")
     return report_dir

@@ -44,6 +44,7 @@ class DatasetConfig:
     """
 
     name: str = "synthetic"
+    label: Optional[str] = None         # the dataset's name in report rows (default: name)
     path: Optional[str] = None          # directory (or URI) of the publisher's files
     format: str = "auto"
     interactions: Optional[str] = None  # table: interactions file (Parquet or CSV)

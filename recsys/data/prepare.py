@@ -67,7 +67,7 @@ def check_data_config(data: DataConfig) -> None:
 def cache_key(source: Source, dataset: DatasetConfig, data: DataConfig, split: SplitConfig) -> str:
     """Fingerprint of everything the prepared result depends on (not where or how it is computed)."""
     settings = {k: v for k, v in asdict(data).items() if k not in ("cache_dir", "engine", "reuse_cache")}
-    source_settings = {k: v for k, v in asdict(dataset).items() if k not in ("path", "synthetic")}
+    source_settings = {k: v for k, v in asdict(dataset).items() if k not in ("path", "synthetic", "label")}
     return fingerprint({
         "format_version": FORMAT_VERSION,
         "source": source_settings,

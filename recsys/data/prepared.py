@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -60,6 +60,7 @@ class PreparedDataset:
 
     path: Path
     manifest: dict
+    label: str | None = None            # the dataset's name in reports (dataset.label); None: the source's name
 
     @classmethod
     def open(cls, path: str | Path) -> "PreparedDataset":
@@ -75,7 +76,22 @@ class PreparedDataset:
 
     @property
     def name(self) -> str:
+        """The dataset's name in report rows: its label when it has one, else :attr:`source`."""
+        return self.label or self.source
+
+    @property
+    def source(self) -> str:
+        """The loader that produced it (synthetic, movielens, amazon, table)."""
         return self.manifest["dataset"]
+
+    def labelled(self, label: str | None) -> "PreparedDataset":
+        """The same directory under another name in reports (``None`` keeps the source's name).
+
+        >>> ds = PreparedDataset(Path("p"), {"dataset": "synthetic"})
+        >>> ds.labelled("small").name, ds.labelled("small").source, ds.labelled(None).name
+        ('small', 'synthetic', 'synthetic')
+        """
+        return replace(self, label=label)
 
     def scan(self, split: str) -> pl.LazyFrame:
         if split not in SPLITS:

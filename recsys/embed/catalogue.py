@@ -104,7 +104,7 @@ def embed_catalogue(
                           hint=f"use one of {', '.join(ENGINES)}")
     check_encoder_config(cfg)
     started = time.perf_counter()
-    spec = text_spec(cfg, prepared.name)
+    spec = text_spec(cfg, prepared.source)          # templates follow the source, not the label
     items_path, schema, extra = catalogue_items(prepared)
     spec.check_columns(schema.names, str(items_path))
     n_items = pq.read_metadata(items_path).num_rows + (extra.num_rows if extra is not None else 0)
