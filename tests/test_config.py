@@ -24,7 +24,8 @@ def test_defaults_compose_to_the_dataclass_tree():
     assert cfg.split.ratios == [0.8, 0.1, 0.1]
 
 
-@pytest.mark.parametrize("group", ["dataset", "encoder", "model", "train", "eval", "diagnose", "tune", "report", "ray"])
+@pytest.mark.parametrize("group", ["dataset", "encoder", "model", "train", "eval", "compare", "diagnose", "tune", "report",
+                                   "ray"])
 def test_every_group_has_configs_that_compose(group):
     files = sorted((Path(CONFIG_DIR) / group).glob("*.yaml"))
     assert files, f"configs/{group}/ is empty"
