@@ -96,6 +96,15 @@ def _segment_edits(model: str, segment: str) -> list[Optional[dict[str, Any]]]:
     return []
 
 
+def _baseline_gap(metrics: pl.DataFrame, cfg: DiagnoseConfig, split: str, segment: str) -> Optional[float]:
+    """The baseline model's relative gap ``(overall - segment) / overall`` on ``segment``, or None."""
+    overall = metric_row(metrics, model=cfg.baseline_model, split=split, metric=cfg.metric, k=cfg.k)
+    seg = metric_row(metrics, model=cfg.baseline_model, split=split, metric=cfg.metric, k=cfg.k, segment=segment)
+    if overall is None or seg is None or overall["value"] <= 0:
+        return None
+    return (overall["value"] - seg["value"]) / overall["value"]
+
+
 def segment_weakness(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]:
     """SEGMENT_WEAKNESS: a user segment scores far below the model's overall value.
 
@@ -103,7 +112,9 @@ def segment_weakness(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Findi
     ``item_*``, are not judged) with at least ``outcomes.segment_min_users`` users (or an
     unknown count): ``gap = (overall - segment) / overall >= outcomes.segment_rel_gap`` (critical
     at ``outcomes.segment_rel_gap_critical``), and, when the segment has a confidence interval,
-    its upper end lies below the overall value (significantly worse).
+    its upper end lies below the overall value (significantly worse). When the baseline model
+    (``diagnose.baseline_model``) has the segment, the gap must also exceed the baseline's own gap
+    there: a segment that is as hard for popularity is a property of the data, not of the model.
     """
     t = cfg.outcomes
     out = []
@@ -126,7 +137,8 @@ def segment_weakness(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Findi
                 gap = (overall["value"] - row["value"]) / overall["value"]
                 significant: Optional[bool] = None if row["ci_high"] is None else row["ci_high"] < overall["value"]
                 severity = severity_of(gap, t.segment_rel_gap, t.segment_rel_gap_critical)
-                if severity is None or significant is False:
+                baseline_gap = _baseline_gap(metrics, cfg, split, row["segment"])
+                if severity is None or significant is False or (baseline_gap is not None and gap <= baseline_gap):
                     continue
                 out.append(Finding(
                     "SEGMENT_WEAKNESS", severity,
@@ -135,7 +147,8 @@ def segment_weakness(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Findi
                     f"the overall {fmt(overall['value'])} ({row['n_users'] if row['n_users'] is not None else '?'}"
                     f" users)",
                     {"metric": name, "split": split, "segment_value": row["value"], "overall_value": overall["value"],
-                     "rel_gap": gap, "ci_low": row["ci_low"], "ci_high": row["ci_high"], "significant": significant,
+                     "rel_gap": gap, "baseline_rel_gap": baseline_gap, "baseline_model": cfg.baseline_model,
+                     "ci_low": row["ci_low"], "ci_high": row["ci_high"], "significant": significant,
                      "n_users": row["n_users"], "segment_rel_gap": t.segment_rel_gap,
                      "segment_rel_gap_critical": t.segment_rel_gap_critical,
                      "segment_min_users": t.segment_min_users},

@@ -75,6 +75,20 @@ def test_item_groups_are_not_user_segments_and_are_not_judged(group):
     assert f.where["segment"] == "activity_q1"
 
 
+def test_a_segment_as_hard_for_popularity_is_not_a_weakness_of_the_model():
+    # measured on synthetic data: activity_q3 is 32% below mf's overall value and 33% below pop's
+    segment = metric("mf", "ndcg", 0.182, segment="activity_q3", ci=(0.119, 0.244), n_users=50)
+    rows = [metric("mf", "ndcg", 0.266), segment, metric("pop", "ndcg", 0.200)]
+    as_hard = metric("pop", "ndcg", 0.134, segment="activity_q3", ci=(0.080, 0.200), n_users=50)
+    assert run(segment_weakness, rows + [as_hard]) == []
+    easier = metric("pop", "ndcg", 0.180, segment="activity_q3", ci=(0.12, 0.24), n_users=50)
+    [f] = run(segment_weakness, rows + [easier])
+    assert f.evidence["baseline_rel_gap"] == pytest.approx(0.1)
+    assert f.evidence["rel_gap"] == pytest.approx((0.266 - 0.182) / 0.266)
+    [f] = run(segment_weakness, rows)                   # the baseline has no such segment: judged alone
+    assert f.evidence["baseline_rel_gap"] is None
+
+
 @pytest.mark.parametrize(("delta", "p", "severity"), [(-0.02, 0.001, "critical"), (0.01, 0.3, "warning"),
                                                       (-0.01, 0.4, "warning")])
 def test_a_model_not_significantly_better_than_popularity(delta, p, severity):
