@@ -6,7 +6,10 @@ object store once (``ray.put``); a dataset of user shards (cut with
 single-process run) is mapped by :class:`ShardEvaluator` actors, each calling the
 pure :func:`~recsys.evaluate.context.evaluate_split`; the driver joins the
 returned rows with :func:`~recsys.evaluate.rows.combine`. The result equals the
-single-process result exactly (tests/evaluate/test_ray_parity.py).
+single-process result exactly (tests/evaluate/test_ray_parity.py) when both score
+with the same number of torch threads (an actor uses as many as the CPUs it
+reserves, at least one): a CPU matrix product may round a row differently when
+another thread count splits the batch differently.
 
 The pool is sized from ``ray.available_resources()``: actors reserve at most the
 CPUs minus one, so Ray Data's read task always finds a CPU (see
@@ -40,53 +43,85 @@ def plan_actors(resources: Mapping[str, float], n_shards: int) -> tuple[int, flo
 
 
 class ShardEvaluator:
-    """Ray Data callable: builds the scorer once, then turns each shard of users into metric rows."""
+    """Ray Data callable: turns each shard of users of one task (model, split) into metric rows.
 
-    def __init__(self, model, ctx: EvalContext, split: str, cfg: EvalConfig, threads: int = 1):
+    ``models`` maps model name to the model or its object reference; each model's
+    scorer is built once per actor, the first time one of its shards arrives.
+    """
+
+    def __init__(self, models: Mapping, ctx: EvalContext, cfg: EvalConfig, tasks: list[tuple[str, str]],
+                 threads: int = 1):
         import ray
         import torch
 
         torch.set_num_threads(max(1, threads))
-        self.model = ray.get(model) if isinstance(model, ray.ObjectRef) else model
+        self.models = dict(models)
         self.ctx = ray.get(ctx) if isinstance(ctx, ray.ObjectRef) else ctx
-        self.scorer = self.model.scorer()
-        self.split, self.cfg = split, cfg
+        self.cfg, self.tasks = cfg, list(tasks)
+        self.scorers = {}
+
+    def _scorer(self, name: str):
+        if name not in self.scorers:
+            import ray
+
+            model = self.models[name]
+            self.scorers[name] = (ray.get(model) if isinstance(model, ray.ObjectRef) else model).scorer()
+        return self.scorers[name]
 
     def __call__(self, batch: dict) -> dict:
-        parts = [evaluate_split(self.scorer, self.ctx, self.split, self.cfg, users=np.asarray(users, dtype=np.int64))
-                 for users in batch["users"]]
-        return combine(parts).to_batch()
+        (task,), (users,) = batch["task"], batch["users"]
+        name, split = self.tasks[int(task)]
+        rows = evaluate_split(self._scorer(name), self.ctx, split, self.cfg, users=np.asarray(users, dtype=np.int64))
+        return {"task": np.full(rows.n_users, task, dtype=np.int64), **rows.to_batch()}
 
 
-def evaluate_split_ray(model, ctx: EvalContext, split: str, cfg: EvalConfig, *, n_shards: int | None = None,
-                       ctx_ref=None) -> MetricRows:
-    """:func:`evaluate_split` of every user with a held-out item, sharded over a Ray Data actor pool.
+def evaluate_many_ray(models: Mapping, ctx: EvalContext, splits: list[str], cfg: EvalConfig, *,
+                      n_shards: int | None = None, ctx_ref=None) -> dict[str, dict[str, MetricRows]]:
+    """:func:`evaluate_split` of every (model, split) in one Ray Data job: ``{model: {split: MetricRows}}``.
 
-    ``model`` is a :class:`~recsys.models.base.Recommender` (anything with ``.scorer()``);
-    ``n_shards`` defaults to twice the actors the cluster's free CPUs allow;
-    ``ctx_ref`` reuses a context already in the object store.
+    ``models`` maps name to a :class:`~recsys.models.base.Recommender` (anything with
+    ``.scorer()``); each (model, split) covers every user with a held-out item.
+    ``n_shards`` (per model and split) defaults to twice the actors the cluster's
+    free CPUs allow; ``ctx_ref`` reuses a context already in the object store.
     """
     import ray
     import ray.data
 
     check_eval_config(cfg)
-    relevant, seen = ctx.masks(split)
-    users = split_users(relevant)
-    scored = evaluable_users(relevant, seen)
-    unscored = np.setdiff1d(users, scored, assume_unique=True)           # held-out items all seen: excluded
     batch = batch_size_for(ctx.n_items, cfg.memory_budget_bytes)
-    actors, cpus = plan_actors(ray.available_resources(), n_shards or max(1, -(-len(scored) // batch)))
-    shards = shard_users(scored, n_shards or 2 * actors, batch) if len(scored) else []
-    parts = []
-    if shards:
+    tasks = [(name, split) for name in models for split in splits]
+    scored, unscored = {}, {}
+    for split in splits:
+        relevant, seen = ctx.masks(split)
+        scored[split] = evaluable_users(relevant, seen)
+        unscored[split] = np.setdiff1d(split_users(relevant), scored[split], assume_unique=True)   # excluded users
+    most_batches = max(-(-len(users) // batch) for users in scored.values())
+    actors, cpus = plan_actors(ray.available_resources(), max(1, len(models) * most_batches))
+    items = [{"task": t, "users": shard} for t, (_, split) in enumerate(tasks)
+             for shard in (shard_users(scored[split], n_shards or 2 * actors, batch) if len(scored[split]) else [])]
+    parts: dict[int, list[MetricRows]] = {t: [] for t in range(len(tasks))}
+    if items:
         ctx_ref = ctx_ref if ctx_ref is not None else ray.put(ctx)
-        model_ref = ray.put(model)
-        dataset = ray.data.from_items([{"users": shard} for shard in shards], override_num_blocks=len(shards))
+        refs = {name: ray.put(model) for name, model in models.items()}
+        dataset = ray.data.from_items(items, override_num_blocks=len(items))
         mapped = dataset.map_batches(ShardEvaluator, batch_size=1, batch_format="numpy",
-                                     concurrency=min(actors, len(shards)), num_cpus=cpus,
-                                     fn_constructor_args=(model_ref, ctx_ref, split, cfg, max(1, int(cpus))))
+                                     concurrency=min(actors, len(items)), num_cpus=cpus,
+                                     fn_constructor_args=(refs, ctx_ref, cfg, tasks, max(1, int(cpus))))
         for out in mapped.iter_batches(batch_size=None, batch_format="numpy"):
-            parts.append(MetricRows.from_batch(out, ctx.n_items))
-    if len(unscored) or not parts:
-        parts.append(evaluate_split(None, ctx, split, cfg, users=unscored))
-    return combine(parts)
+            task = np.asarray(out["task"])
+            for t in np.unique(task):
+                keep = task == t
+                columns = {name: np.asarray(value)[keep] for name, value in out.items() if name != "task"}
+                parts[int(t)].append(MetricRows.from_batch(columns, ctx.n_items))
+    result: dict[str, dict[str, MetricRows]] = {name: {} for name in models}
+    for t, (name, split) in enumerate(tasks):
+        if len(unscored[split]) or not parts[t]:
+            parts[t].append(evaluate_split(None, ctx, split, cfg, users=unscored[split]))
+        result[name][split] = combine(parts[t])
+    return result
+
+
+def evaluate_split_ray(model, ctx: EvalContext, split: str, cfg: EvalConfig, *, n_shards: int | None = None,
+                       ctx_ref=None) -> MetricRows:
+    """:func:`evaluate_split` of every user with a held-out item, sharded over a Ray Data actor pool."""
+    return evaluate_many_ray({"model": model}, ctx, [split], cfg, n_shards=n_shards, ctx_ref=ctx_ref)["model"][split]

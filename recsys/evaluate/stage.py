@@ -40,13 +40,14 @@ COMPARED_METRICS = ACCURACY_METRICS + ("auc",)
 LIST_METRICS = ("coverage", "gini")          # properties of a whole set of lists: full ranking only
 
 
-def evaluate_model(model, ctx: EvalContext, split: str, cfg: EvalConfig, ctx_ref=None) -> MetricRows:
-    """Rows of one model on one split with the configured engine."""
+def evaluate_models(models: Mapping, ctx: EvalContext, cfg: EvalConfig) -> dict[str, dict[str, MetricRows]]:
+    """``{model: {split: MetricRows}}`` for ``models`` (name -> model) with the configured engine."""
     if cfg.engine == "ray":
-        from recsys.evaluate._ray import evaluate_split_ray
+        from recsys.evaluate._ray import evaluate_many_ray
 
-        return evaluate_split_ray(model, ctx, split, cfg, ctx_ref=ctx_ref)
-    return evaluate_split(model.scorer(), ctx, split, cfg)
+        return evaluate_many_ray(models, ctx, list(cfg.splits), cfg)
+    return {name: {split: evaluate_split(model.scorer(), ctx, split, cfg) for split in cfg.splits}
+            for name, model in models.items()}
 
 
 def _summary_rows(rows: MetricRows, cfg: EvalConfig, keep=None) -> list[dict]:
@@ -199,27 +200,20 @@ def stage_evaluate(run) -> None:
 
     ctx = _context(run, cfg)
     dataset = ctx.dataset
-    ctx_ref = None
-    if cfg.engine == "ray":
-        import ray
-
-        ctx_ref = ray.put(ctx)
     segments = {}
     for split in cfg.splits:
         relevant, _ = ctx.masks(split)
         segments[split] = user_segments(ctx, np.flatnonzero(relevant.counts()), cold_start_max=cfg.cold_start_max,
                                         max_attribute_values=cfg.max_attribute_values)
     groups = item_groups(ctx, head_fraction=cfg.long_tail_head_fraction, max_attribute_values=cfg.max_attribute_values)
+    log.info("evaluating %s on %s/%s (%s ranking, engine %s)", ", ".join(models), dataset, ",".join(cfg.splits),
+             cfg.protocol, cfg.engine)
+    rows = evaluate_models({name: load_model(path) for name, path in models.items()}, ctx, cfg)
     labels = {"dataset": dataset}
-    rows: dict[str, dict[str, MetricRows]] = {}
     summaries: dict[tuple[str, str], list[dict]] = {}
-    for name, path in models.items():
-        model = load_model(path)
-        rows[name] = {}
+    for name in models:
         for split in cfg.splits:
-            log.info("evaluating %s on %s/%s (%s, engine %s)", name, dataset, split, cfg.protocol, cfg.engine)
-            result = evaluate_model(model, ctx, split, cfg, ctx_ref=ctx_ref)
-            rows[name][split] = result
+            result = rows[name][split]
             summary = metric_rows(result, ctx, split, cfg, segments[split], groups)
             summaries[(name, split)] = summary
             run.writer.write("metrics", [dict(row, model=name, **labels) for row in summary])
