@@ -108,7 +108,7 @@ class FeatureThresholds:
     text_features: list[str] = field(default_factory=lambda: ["text", "item_text", "bert"])
     id_features: list[str] = field(default_factory=lambda: ["id", "item_id", "ids"])
     text_field_groups: list[str] = field(default_factory=lambda: ["text_field"])
-    text_ignored_rel_drop: float = 0.02     # removing text costs less than this share of the metric
+    text_ignored_rel_drop: float = 0.05     # removing text costs less than this share of the metric
     text_dominant_rel_drop: float = 0.5     # removing text costs at least this share ...
     text_dominant_over_id: float = 10.0     # ... and this many times what removing ID embeddings costs
     id_unused_rel_drop: float = 0.02
