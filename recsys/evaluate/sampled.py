@@ -11,13 +11,15 @@ Definitions:
   replacement from the items the user has not seen (train, plus val when testing)
   and that are not among the user's held-out items. ``uni100`` draws uniformly;
   ``pop100`` with probability proportional to training popularity (successive
-  draws without replacement, Efraimidis–Spirakis keys ``log(U) / popularity``),
-  so items nobody trained on are never drawn. A user with fewer eligible items
+  draws without replacement), so items nobody trained on are never drawn. A user with fewer eligible items
   gets all of them (no padding with seen items); ``n_candidates`` below is then
   smaller than 100.
-- **Randomness**: every (seed, user, held-out item, candidate item) gets its own
-  hashed uniform number, so draws are reproducible and do not depend on batch
-  sizes, shards or the order users come in.
+- **Randomness**: every (seed, user, held-out item) pair has its own stream of
+  hashed uniform numbers, so draws are reproducible and do not depend on batch
+  sizes, shards or the order users come in. Drawing is rejection sampling along
+  that stream (cost in proportion to the 100 negatives, not to the catalogue),
+  or, for users who have seen much of the catalogue, an exact sort of hashed keys
+  (see :func:`sample_negatives`).
 - **Rank** of a held-out item: ``1 +`` negatives scored strictly higher ``+`` negatives
   with an equal score and a lower item index (the tie rule of full ranking).
 - **Per pair**, with one relevant item among ``N + 1`` candidates and ``hit = rank <= k``:
@@ -57,6 +59,8 @@ from recsys.evaluate.useritems import UserItems
 SAMPLED_PROTOCOLS = {"uni100": ("uniform", 100), "pop100": ("popularity", 100)}
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+DRAW_WIDTH_PER_NEGATIVE = 2   # rejection sampling: draws per round per negative wanted
+DENSE_KEYS = 1 << 21          # exact draws: (pair, item) keys held at once (16 MiB of float64)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -68,6 +72,19 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+def _pair_streams(seed: int, users: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """One 64-bit stream key per (seed, user, held-out item) pair, shape ``(P,)``."""
+    base = _mix(np.full(len(users), seed, dtype=np.uint64) * _GOLDEN + np.uint64(1)
+                + np.asarray(users, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03))
+    return _mix(base + np.asarray(positives, dtype=np.uint64) * np.uint64(0xABC98388FB8FAC03))
+
+
+def _uniforms(streams: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """``(P, len(draws))`` uniform numbers in (0, 1): draw ``j`` of each pair's stream."""
+    bits = _mix(streams[:, None] + (np.asarray(draws, dtype=np.uint64)[None, :] + np.uint64(1)) * _GOLDEN)
+    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
+
+
 def pair_uniforms(seed: int, users: np.ndarray, positives: np.ndarray, n_items: int) -> np.ndarray:
     """``(P, n_items)`` uniform numbers in (0, 1), one per (seed, user, held-out item, candidate item).
 
@@ -75,19 +92,51 @@ def pair_uniforms(seed: int, users: np.ndarray, positives: np.ndarray, n_items: 
     >>> u.shape, bool(((u > 0) & (u < 1)).all()), bool((u[0] != u[1]).any())
     ((2, 3), True, True)
     """
-    base = _mix(np.full(len(users), seed, dtype=np.uint64) * _GOLDEN + np.uint64(1)
-                + np.asarray(users, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03))
-    base = _mix(base + np.asarray(positives, dtype=np.uint64) * np.uint64(0xABC98388FB8FAC03))
-    bits = _mix(base[:, None] + (np.arange(n_items, dtype=np.uint64)[None, :] + np.uint64(1)) * _GOLDEN)
-    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
+    return _uniforms(_pair_streams(seed, users, positives), np.arange(n_items))
+
+
+def _first_distinct(draws: np.ndarray, width: int) -> np.ndarray:
+    """Per row, the first ``width`` distinct non-negative values in order of appearance; ``-1`` pads."""
+    order = np.argsort(draws, axis=1, kind="stable")
+    ordered = np.take_along_axis(draws, order, axis=1)
+    repeat = np.zeros(draws.shape, dtype=bool)
+    repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    keep = np.empty(draws.shape, dtype=bool)
+    np.put_along_axis(keep, order, ~repeat, axis=1)
+    keep &= draws >= 0
+    rank = np.cumsum(keep, axis=1) - 1                                   # position among kept values
+    out = np.full((len(draws), width), -1, dtype=np.int64)
+    rows, cols = np.nonzero(keep & (rank < width))
+    out[rows, rank[rows, cols]] = draws[rows, cols]
+    return out
+
+
+def _dense_negatives(streams, users, excluded: UserItems, n_negatives: int, weights) -> np.ndarray:
+    """Exact draws by sorting one key per (pair, item): Efraimidis–Spirakis ``log(U) / w``, excluded items ``-inf``."""
+    n_items = excluded.n_items
+    uniforms = _uniforms(streams, np.arange(n_items))                                       # (P, I)
+    with np.errstate(divide="ignore"):
+        keys = np.where(weights > 0, np.log(uniforms) / np.where(weights > 0, weights, 1.0), -np.inf)
+    rows, items = excluded.take(users)
+    keys[rows, items] = -np.inf
+    width = min(n_negatives, n_items)
+    chosen = np.argpartition(-keys, width - 1, axis=1)[:, :width]
+    valid = np.isfinite(np.take_along_axis(keys, chosen, axis=1))
+    return np.pad(np.where(valid, chosen, -1), ((0, 0), (0, n_negatives - width)), constant_values=-1)
 
 
 def sample_negatives(users, positives, excluded: UserItems, n_negatives: int, *, protocol: str,
-                     popularity=None, seed: int = 0) -> np.ndarray:
+                     popularity=None, seed: int = 0, max_rounds: int = 32) -> np.ndarray:
     """``(P, n_negatives)`` negative items for each (user, held-out item) pair; ``-1`` where too few are eligible.
 
     ``excluded``: items no pair of that user may draw (seen and held-out items).
-    Each row is sorted ascending (the set is what matters).
+    Draws follow each pair's hashed stream: item ``j`` of the stream is drawn
+    uniformly (``uni100``) or by popularity (``pop100``, inverse CDF); excluded and
+    repeated items are rejected until ``n_negatives`` are accepted, which is
+    sampling without replacement. Pairs with less than half the catalogue's weight
+    eligible, or fewer than twice ``n_negatives`` eligible items, are drawn exactly
+    by sorting one Efraimidis–Spirakis key per item instead (same distribution,
+    bounded time). Each row is sorted ascending (the set is what matters).
 
     >>> excluded = UserItems.from_pairs([0, 0], [0, 1], n_users=1, n_items=4)
     >>> sample_negatives([0], [1], excluded, 3, protocol="uni100").tolist()
@@ -97,29 +146,44 @@ def sample_negatives(users, positives, excluded: UserItems, n_negatives: int, *,
     users = np.asarray(users, dtype=np.int64)
     positives = np.asarray(positives, dtype=np.int64)
     n_items = excluded.n_items
-    uniforms = pair_uniforms(seed, users, positives, n_items)                     # (P, I)
     if kind == "uniform":
-        keys = uniforms
+        weights = np.ones(n_items)
     else:
         weights = np.asarray(popularity, dtype=np.float64)
         if weights.shape != (n_items,) or np.any(weights < 0) or not np.all(np.isfinite(weights)):
             raise DataError(f"popularity must be {n_items} finite non-negative counts, got shape {weights.shape}",
                             hint="pass CatalogueStats.popularity of the same catalogue")
-        with np.errstate(divide="ignore"):
-            keys = np.where(weights > 0, np.log(uniforms) / np.where(weights > 0, weights, 1.0), -np.inf)
+    streams = _pair_streams(seed, users, positives)
+    out = np.full((len(users), n_negatives), -1, dtype=np.int64)
     rows, items = excluded.take(users)
-    keys[rows, items] = -np.inf
-    width = min(n_negatives, n_items)
-    if width == 0:
-        return np.full((len(users), n_negatives), -1, dtype=np.int64)
-    chosen = np.argpartition(-keys, width - 1, axis=1)[:, :width]
-    valid = np.isfinite(np.take_along_axis(keys, chosen, axis=1))
-    chosen = np.where(valid, chosen, n_items)
-    chosen.sort(axis=1)
-    chosen[chosen == n_items] = -1
-    if width < n_negatives:
-        chosen = np.pad(chosen, ((0, 0), (0, n_negatives - width)), constant_values=-1)
-    return chosen
+    total = weights.sum()
+    eligible_mass = total - np.bincount(rows, weights=weights[items], minlength=len(users))
+    eligible_count = np.count_nonzero(weights > 0) - np.bincount(rows, weights=weights[items] > 0,
+                                                                 minlength=len(users))
+    dense = (eligible_count < 2 * n_negatives) | (eligible_mass < 0.5 * total)
+    todo = np.flatnonzero(~dense)
+    cdf = np.cumsum(weights)
+    width = DRAW_WIDTH_PER_NEGATIVE * n_negatives + 16            # draws per pair per round
+    for round_ in range(max_rounds):
+        if not len(todo):
+            break
+        u = _uniforms(streams[todo], np.arange(round_ * width, (round_ + 1) * width))
+        draws = np.minimum(np.searchsorted(cdf, u * total, side="right"), n_items - 1)      # (T, width)
+        draws = np.where(excluded.contains(users[todo], draws), -1, draws)
+        accepted = _first_distinct(np.concatenate([out[todo], draws], axis=1), n_negatives)
+        out[todo] = accepted
+        todo = todo[(accepted < 0).any(axis=1)]
+    dense[todo] = True                                            # never finished by rejection: draw exactly
+    dense = np.flatnonzero(dense)
+    step = max(1, DENSE_KEYS // max(n_items, 1))                  # pairs whose (pair, item) keys fit at once
+    for lo in range(0, len(dense), step):
+        part = dense[lo:lo + step]
+        out[part] = _dense_negatives(streams[part], users[part], excluded, n_negatives, weights)
+    valid = out >= 0
+    out = np.where(valid, out, n_items)
+    out.sort(axis=1)
+    out[out == n_items] = -1
+    return out
 
 
 def _protocol(protocol: str) -> tuple[str, int]:
@@ -195,7 +259,8 @@ def evaluate_sampled(score: Scorer, users, relevant: UserItems, ks: Sequence[int
     included = users[n_relevant > 0]
     position = np.searchsorted(users, included)
     batch = batch_size_for(n_items, memory_budget_bytes)
-    pairs_per_chunk = max(1, memory_budget_bytes // (n_items * 24))     # uniforms, keys and hash words
+    draw_bytes = ((DRAW_WIDTH_PER_NEGATIVE + 1) * n_negatives + 16) * 8 * 8     # int64 draws, ~8 temporaries
+    pairs_per_chunk = max(1, memory_budget_bytes // draw_bytes)
     with torch.no_grad():
         for start in range(0, len(included), batch):
             batch_users = included[start:start + batch]

@@ -59,6 +59,14 @@ def test_negatives_are_never_seen_nor_held_out_and_fill_100_when_possible():
         assert all(len(np.unique(row)) == 100 for row in negatives)
 
 
+def test_a_user_who_has_seen_most_items_gets_every_eligible_item_once():
+    n_items = 400
+    excluded = UserItems.from_pairs(np.zeros(360, np.int64), np.arange(360), n_users=1, n_items=n_items)
+    for protocol in ("uni100", "pop100"):
+        negatives = sample_negatives([0, 0], [3, 5], excluded, 100, protocol=protocol, popularity=np.ones(n_items))
+        assert negatives[:, :40].tolist() == [list(range(360, 400))] * 2 and (negatives[:, 40:] == -1).all()
+
+
 def test_uniform_draws_are_uniform_and_popularity_draws_follow_popularity():
     n_items, n_pairs = 50, 4000
     users = np.arange(n_pairs)
