@@ -93,7 +93,7 @@ class OutcomeThresholds:
 
     popularity_ratio: float = 2.5           # popularity@k / test_popularity (warning)
     popularity_ratio_critical: float = 5.0
-    coverage_vs_popularity: float = 3.0     # coverage@k below this multiple of the popularity model's: low
+    coverage_vs_popularity: float = 2.0     # coverage@k below this multiple of the popularity model's: low
     segment_rel_gap: float = 0.3            # (all - segment) / all (warning)
     segment_rel_gap_critical: float = 0.6
     segment_min_users: int = 10

@@ -40,6 +40,18 @@ def test_recommending_far_more_popular_items_than_users_consume_is_popularity_bi
     assert (f.evidence["coverage"], f.evidence["baseline_coverage"]) == (coverage, 0.03)
 
 
+@pytest.mark.parametrize(("coverage", "low"), [(0.515, False), (0.465, False), (0.345, False), (0.195, True),
+                                             (0.150, True)])
+def test_coverage_is_low_only_near_the_popularity_models(coverage, low):
+    # measured on synthetic data (pop covers 0.15): healthy mf 0.515 and two_tower 0.465, a two_tower
+    # leaning on text 0.345 (recommended popularity 1.3x the held-out items', as healthy); a model
+    # trained on popularity-only users 0.195 (1.3x pop's), one that collapsed to popularity 0.150
+    rows = [metric("pop", "coverage", 0.15), metric("mf", "popularity", 55.0),
+            metric("mf", "test_popularity", 42.0, k=None), metric("mf", "coverage", coverage)]
+    found = run(popularity_bias, rows)
+    assert [f.code for f in found] == (["POPULARITY_BIAS"] if low else [])
+
+
 def test_the_popularity_model_itself_is_not_judged():
     assert [f.model for f in run(popularity_bias, popularity_rows(150.0, 0.4))] == []
 
