@@ -19,26 +19,26 @@ metrics stay in as the reference. :func:`diagnose_run` does the same on a finish
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import numpy as np
 import polars as pl
 import torch
 
 from recsys.data.prepared import PreparedDataset
 from recsys.diagnose.attribution import grad_x_input_rows
 from recsys.diagnose.config import DiagnoseConfig, check_diagnose_config
-from recsys.diagnose.engine import run_rules
+from recsys.diagnose.engine import RULES, run_rules
 from recsys.diagnose.finding import Finding, to_rows
 from recsys.diagnose.importance import EvalData, feature_tensors, importance_rows, text_field_rows
 from recsys.diagnose.inputs import DiagnosisInputs
 from recsys.diagnose.model_health import item_norms, model_health_rows
 from recsys.diagnose.summary import summarize
 from recsys.diagnose.text_fields import FieldVectors, field_vectors
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, DataError
 from recsys.evaluate.config import EvalConfig
 from recsys.evaluate.context import EvalContext
 from recsys.models.base import ModelInputs, Recommender
@@ -148,8 +148,6 @@ def _frame(table: str, rows: list[dict]) -> pl.DataFrame:
 
 
 def _jsonable_details(rows: list[dict]) -> list[dict]:
-    import json
-
     return [dict(r, details=json.dumps(r["details"], sort_keys=True, default=str))
             if isinstance(r.get("details"), dict) else r for r in rows]
 
@@ -244,14 +242,32 @@ def diagnose_run(report_dir: str | Path, cfg, *, models: Optional[Mapping[str, s
     lists ``diagnose`` among its stages afterwards.
     """
     from recsys.pipeline import RunState
+    from recsys.report.reader import list_runs
     from recsys.report.writer import RunWriter
     from recsys.train.stage import checkpoint_root
 
     report_dir = Path(report_dir)
+    check_diagnose_config(cfg.diagnose)
+    unknown = sorted(set(cfg.diagnose.disabled_rules) - set(RULES))
+    if unknown:
+        raise ConfigError(f"unknown rule(s) {', '.join(unknown)}", setting="diagnose.disabled_rules",
+                          hint=f"use names from: {', '.join(RULES)}")
+    embeds = cfg.diagnose.importance.enabled and cfg.diagnose.importance.text_fields
+    if (embeds and cfg.encoder.engine == "ray") or (prepared is None and cfg.data.engine == "ray"):
+        from recsys.runtime import init_ray
+
+        init_ray(cfg.ray)              # as run_stages does: sized by ray.*, not by whatever Ray would pick
     if prepared is None:
         from recsys.data.prepare import prepare
 
         prepared = prepare(cfg.dataset, cfg.data, cfg.split)
+    runs = list_runs(str(report_dir))
+    if runs.height != 1:
+        raise DataError(f"expected one run here, found {runs.height}", file=str(report_dir),
+                        hint="pass the report.dir of one run that trained models")
+    if "diagnose" in runs["stages"][0].split(","):
+        raise ConfigError("this run was diagnosed already; its findings would be written twice",
+                          setting="report.dir", hint="diagnose a run without a diagnose stage, or start a new run")
     with RunWriter(report_dir, resume=True) as writer:
         run = RunState(cfg=cfg, writer=writer, prepared=prepared)
         if models is None:

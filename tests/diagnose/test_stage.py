@@ -12,7 +12,7 @@ import torch
 
 from rayjobs._common import compose
 from recsys.diagnose.stage import SUMMARY_FILE, diagnose_run
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, DataError
 from recsys.pipeline import RunState, run_stages, stage_prepare
 from recsys.embed.stage import stage_embed
 from recsys.evaluate.stage import stage_evaluate
@@ -54,8 +54,14 @@ def test_a_failing_diagnosis_publishes_nothing(trained_run):
     run_dir, cfg, prepared = trained_run
     before = files(run_dir)
     bad = replace(cfg, diagnose=replace(cfg.diagnose, disabled_rules=["no_such_rule"]))
-    with pytest.raises(ConfigError, match="no_such_rule"):
+    with pytest.raises(ConfigError, match="no_such_rule"):            # refused before the run is touched
         diagnose_run(run_dir, bad, prepared=prepared)
+    stages = json.loads(load_tables(str(run_dir))["runs"].row(0, named=True)["stages"])
+    if "diagnose" in stages:
+        return                                                        # diagnosed already by the other test
+    models = {"mf": run_dir / "checkpoints" / "mf" / "best_model.pt", "two_tower": run_dir / "missing.pt"}
+    with pytest.raises(DataError, match="no trained model"):          # fails inside the stage's transaction
+        diagnose_run(run_dir, cfg, prepared=prepared, models=models)
     assert files(run_dir) == before
     run = load_tables(str(run_dir))["runs"].row(0, named=True)
     assert run["status"] == "failed" and "diagnose" not in json.loads(run["stages"])
@@ -96,6 +102,8 @@ def test_the_stage_writes_importance_health_findings_and_the_summary(trained_run
     assert summary.startswith(f"diagnosis: {len(result.findings)} finding")
     assert "mf:" in summary and "two_tower:" in summary and "pop:" not in summary
     assert result.summary in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="diagnosed already"):
+        diagnose_run(run_dir, cfg, prepared=prepared)
 
 
 def test_a_report_file_appears_with_its_transaction_or_not_at_all(tmp_path):
