@@ -1,6 +1,7 @@
 """Gradient-times-input attribution per feature group: how strongly the training loss leans on each input.
 
-For a batch of training examples drawn (seeded) from the model's own history, ``L``
+For a batch of about ``batch_size`` training targets (pairs, or the windows of a sequence
+model that hold that many, as training counts them) drawn (seeded) from the model's own history, ``L``
 is the mean full-softmax cross-entropy (:func:`recsys.train.losses.softmax_loss`),
 and a group's attribution is the Frobenius norm of ``dL/dx * x`` over the group's
 tensors ``x`` (text vectors, ID tables; see :mod:`recsys.diagnose.importance`). The
@@ -27,7 +28,7 @@ import torch
 from recsys.diagnose.importance import TEXT_BUFFER, feature_tensors, swapped, tensor
 from recsys.evaluate.aggregate import bootstrap_means, percentile_interval
 from recsys.models.base import Batch, Recommender
-from recsys.train.batching import epoch_examples
+from recsys.train.batching import epoch_examples, examples_per_batch
 from recsys.train.losses import softmax_loss
 
 METHOD = "grad_x_input"
@@ -45,6 +46,7 @@ def grad_x_input(model: Recommender, *, batches: int = 8, batch_size: int = 64, 
     examples = epoch_examples(indptr, model.example_kind, model.window_length)
     if len(examples.users) == 0:
         return {}
+    per_batch = examples_per_batch(model.example_kind, batch_size, model.window_length)   # windows: ~batch_size targets
     rng = np.random.default_rng(seed)
     text = tensor(model, TEXT_BUFFER) if "text" in present else None
     leaf_text = text.detach().clone().requires_grad_(True) if text is not None else None
@@ -55,7 +57,7 @@ def grad_x_input(model: Recommender, *, batches: int = 8, batch_size: int = 64, 
         inputs = {g: [leaf_text] if g == "text" else [tensor(model, n) for n in names] for g, names in present.items()}
         flat = [x for xs in inputs.values() for x in xs]
         for _ in range(batches):
-            chosen = rng.choice(len(examples.users), size=min(batch_size, len(examples.users)), replace=False)
+            chosen = rng.choice(len(examples.users), size=min(per_batch, len(examples.users)), replace=False)
             batch = Batch(torch.from_numpy(examples.users[chosen]), torch.from_numpy(examples.positions[chosen]))
             loss = softmax_loss(model(batch.to(device))).mean()
             grads = torch.autograd.grad(loss, flat, allow_unused=True)
