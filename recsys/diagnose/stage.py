@@ -85,7 +85,16 @@ def eval_data(prepared: PreparedDataset, cfg: DiagnoseConfig, context: Any = Non
 
 
 def initial_model(model: Recommender, seed: int) -> Recommender:
-    """``model`` as training initialised it (``torch.manual_seed(train.seed)`` then build), caller's RNG untouched."""
+    """``model`` as training initialised it (``torch.manual_seed(train.seed)`` then build), caller's RNG untouched.
+
+    >>> from recsys.models.base import tiny_inputs
+    >>> from recsys.train.data import TrainingData
+    >>> from recsys.train.stage import new_model
+    >>> from recsys.models.mf import MFConfig
+    >>> trained = new_model("mf", MFConfig(dim=4), TrainingData.from_arrays([0, 1], [0, 1], n_users=2, n_items=2), None, 7)
+    >>> torch.equal(initial_model(trained, 7).user_embedding.weight, trained.user_embedding.weight)
+    True
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(model.name, model.config, ModelInputs.placeholder(model.spec))
@@ -153,7 +162,14 @@ def _jsonable_details(rows: list[dict]) -> list[dict]:
 
 
 def judge(tables: Mapping[str, pl.DataFrame], result: DiagnoseResult, cfg: DiagnoseConfig) -> list[Finding]:
-    """Run the rules over ``tables`` plus ``result``'s rows; the baseline model is not judged."""
+    """Run the rules over ``tables`` plus ``result``'s rows; the baseline model is not judged.
+
+    >>> row = {"dataset": "d", "split": "val", "feature": "text", "method": "ablation", "metric": "ndcg", "k": 10,
+    ...        "baseline_value": 0.2, "drop": 0.001}
+    >>> rows = [dict(row, model="two_tower"), dict(row, model="pop")]
+    >>> [(f.model, f.code) for f in judge({}, DiagnoseResult(feature_importance=rows), DiagnoseConfig())]
+    [('two_tower', 'TEXT_IGNORED')]
+    """
     merged = dict(tables)
     for table, rows in (("feature_importance", result.feature_importance),
                         ("embedding_health", _jsonable_details(result.embedding_health))):
