@@ -233,11 +233,14 @@ def learning_rate(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]
 def dead_rows_from_gradients(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]:
     """DEAD_EMBEDDING_ROWS from ``grad_stats.rows_touched_share`` (the share of an embedding's rows
     updated at least once so far; its maximum over steps counts). ``dead = 1 - max share``; warning
-    at ``embeddings.dead_share``, critical at ``embeddings.dead_share_critical``."""
+    at ``embeddings.dead_share``, critical at ``embeddings.dead_share_critical``. Only probes from
+    the second epoch on are read (rows without an epoch too): before one full pass over the data,
+    an untouched row may simply not have had its turn."""
     t = cfg.embeddings
     out = []
     for where, rows in _grad_units(inputs):
-        touched = (rows.filter(pl.col("rows_touched_share").is_finite())
+        after_first_pass = pl.col("epoch").is_null() | (pl.col("epoch") >= 1)
+        touched = (rows.filter(pl.col("rows_touched_share").is_finite() & after_first_pass)
                    .group_by("layer").agg(pl.col("rows_touched_share").max()).sort("layer"))
         for layer, share in touched.iter_rows():
             dead = 1.0 - min(max(share, 0.0), 1.0)

@@ -117,6 +117,15 @@ def test_embedding_rows_never_touched_are_dead(touched, severity):
     assert f.evidence["dead_share"] == pytest.approx(1 - touched)
 
 
+def test_rows_touched_are_judged_only_after_one_full_pass():
+    # measured: mf with 4 steps per epoch probed at step 0 only saw 88% of its users in that first batch
+    first_batch = grad_rows("mf", "user_embedding.weight", np.ones(1), rows_touched=[0.883])
+    assert run(dead_rows_from_gradients, first_batch) == []
+    later = grad_rows("mf", "user_embedding.weight", np.ones(12), rows_touched=np.linspace(0.5, 0.883, 12))
+    [f] = run(dead_rows_from_gradients, later)                 # steps 10 and 11 are in epoch 1
+    assert f.evidence["dead_share"] == pytest.approx(1 - 0.883)
+
+
 def test_units_are_judged_separately_per_model_and_trial():
     rows = grad_rows("mf", "w", np.ones(20), np.full(20, 0.5))
     for row in rows:
