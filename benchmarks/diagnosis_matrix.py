@@ -50,7 +50,7 @@ def run_matrix(names: list[str] | None, workdir: Path) -> list:
 def section(table: str, command: str, seconds: float, n_pass: int, n_all: int) -> str:
     return (f"{SECTION}\n\nCommand:\n\n```bash\n{command}\n```\n\n"
             f"{n_pass} of {n_all} scenarios pass; {seconds:.0f} s in all on this machine (2 shared CPUs, "
-            "torch on one thread, Ray started once, the dataset prepared and embedded once with the "
+            "torch on one thread, Ray started once, each synthetic dataset prepared and embedded once with the "
             "all-MiniLM-L6-v2 encoder). Each scenario is one real run on the synthetic generator "
             "(300 users, 200 items in 4 topics, ~15 interactions per user) with one fault planted "
             "through configuration; *expected* codes must appear at warning or worse (or the named "

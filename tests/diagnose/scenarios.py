@@ -117,6 +117,14 @@ SCENARIOS: list[Scenario] = [
         ("models=[mf]", "train.lr=1.0"), ("mf",),
         expect=("LOSS_DIVERGENCE",), forbid=("LR_TOO_LOW", "LOSS_PLATEAU", "VANISHING_GRADIENTS")),
     Scenario(
+        "exploding", "two_tower without any normalisation (no LayerNorm, unnormalised outputs) at lr 0.5, "
+                     "50x the healthy 0.01",
+        ("models=[two_tower]", "model.two_tower.normalize=false", "model.two_tower.norm=none",
+         "model.two_tower.depth=2", "train.lr=0.5"), ("two_tower",),
+        expect=("EXPLODING_GRADIENTS",), forbid=("LR_TOO_LOW", "LOSS_PLATEAU"),
+        note="the same architecture at lr 0.1 or 0.001 has no finding; after the spike the output layer's "
+             "gradient collapses (VANISHING_GRADIENTS) and the validation metric falls (OVERFITTING)"),
+    Scenario(
         "lr_too_low", "learning rate 1e-6, 10,000x below the healthy 0.01",
         ("models=[mf]", "train.lr=1e-6"), ("mf",),
         expect=("LR_TOO_LOW", "LOSS_PLATEAU"),
