@@ -26,7 +26,7 @@ LARGE = ("{name:synthetic,label:large,synthetic:{n_users:120,n_items:70,n_topics
          "chunk_users:120,seed:2}}")
 FAST = ["models=[pop,mf]", "model.mf.dim=8", "train.epochs=2", "train.engine=local", "data.engine=local",
         "eval.engine=local", "eval.bootstrap_samples=50"]
-STAGES_RUN = ["prepare", "embed", "train", "evaluate", "compare"]
+STAGES_RUN = ["prepare", "embed", "train", "evaluate", "diagnose", "compare"]
 
 
 def overrides(root: Path, *more: str) -> list[str]:
@@ -67,6 +67,8 @@ def test_two_datasets_write_rows_for_each_into_one_report(two_datasets):
             assert (report / "checkpoints" / dataset / model / "best_model.pt").exists()
         models = tables["metrics"].filter(pl.col("dataset") == dataset)["model"]
         assert set(models) == {"pop", "mf"}
+    findings = {d: set(tables["findings"].filter(pl.col("dataset") == d)["message"]) for d in ("small", "large")}
+    assert findings["small"] and not findings["small"] <= findings["large"]   # large's diagnosis judged only large
 
 
 @pytest.mark.ray

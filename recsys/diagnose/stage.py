@@ -186,12 +186,17 @@ def judge(tables: Mapping[str, pl.DataFrame], result: DiagnoseResult, cfg: Diagn
     return run_rules(DiagnosisInputs.from_tables(merged), cfg).findings
 
 
-def published_tables(run_dir: str | Path) -> dict[str, pl.DataFrame]:
-    """The diagnosis tables this run has published so far (committed stages of a running run included)."""
+def published_tables(run_dir: str | Path, dataset: Optional[str] = None) -> dict[str, pl.DataFrame]:
+    """The diagnosis tables this run has published so far (committed stages of a running run included).
+
+    With ``dataset``, only its rows (and rows without a dataset): a run over several
+    datasets diagnoses each on its own.
+    """
     from recsys.report.reader import scan_tables
 
     frames = scan_tables(str(run_dir))
-    return {name: frames[name].collect() for name in READ_TABLES}
+    ours = pl.lit(True) if dataset is None else pl.col("dataset").is_null() | (pl.col("dataset") == dataset)
+    return {name: frames[name].filter(ours).collect() for name in READ_TABLES}
 
 
 def finish(writer, result: DiagnoseResult, tables: Mapping[str, pl.DataFrame], cfg: DiagnoseConfig,
@@ -245,7 +250,7 @@ def stage_diagnose(run) -> None:
     fields = text_field_vectors(run.cfg, run.prepared, models)
     result = diagnose_models(models, run.prepared, cfg, train_seed=run.cfg.train.seed, fields=fields,
                              context=context, eval_cfg=run.cfg.eval)
-    tables = published_tables(run.writer.run_dir)
+    tables = published_tables(run.writer.run_dir, run.prepared.name)
     run.extras["diagnosis"] = finish(run.writer, result, tables, cfg, run.prepared.name, list(paths))
 
 
