@@ -87,7 +87,7 @@ def test_query_as_json_with_limit(reports, capsys):
 
 def test_table_output_says_when_rows_were_cut(reports, capsys):
     code, out, err = run_cli(capsys, "report", "query", "SELECT * FROM metrics", "--limit", "1")
-    assert code == 0 and "shape: (1, 11)" in out
+    assert code == 0 and "shape: (1, 12)" in out
     assert "showing 1 of 3 rows" in err
 
 
@@ -120,7 +120,7 @@ def test_show_one_table(reports, capsys):
     code, out, _ = run_cli(capsys, "report", "show", "reports/20260101-000000-aaaaaa", "--table", "metrics",
                            "--format", "csv")
     assert code == 0
-    assert [row[4] for row in csv.reader(io.StringIO(out))][1:] == ["all", "all"]
+    assert [row[5] for row in csv.reader(io.StringIO(out))][1:] == ["all", "all"]
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_errors_print_one_line_and_exit_2(reports, capsys, argv, message):
 def test_bad_sql_lists_tables_and_columns(reports, capsys):
     _, _, err = run_cli(capsys, "report", "query", "SELECT model, ndcg FROM metrics")
     assert "tables: runs, datasets, metrics" in err
-    assert "metrics(run_id, dataset, model, split, segment, metric, k, value, ci_low, ci_high, n_users)" in err
+    assert "metrics(run_id, dataset, model, split, protocol, segment, metric, k, value, ci_low, ci_high, n_users)" in err
 
 
 def test_no_runs_under_the_default_location(tmp_path, monkeypatch, capsys):

@@ -197,7 +197,7 @@ def test_bad_sql_lists_the_tables_and_columns(two_runs):
     message = str(caught.value)
     assert 'the SQL query failed: unable to find column "ndcg"' in message
     assert "tables: runs, datasets, metrics," in message
-    assert "metrics(run_id, dataset, model, split, segment, metric, k, value, ci_low, ci_high, n_users)" in message
+    assert "metrics(run_id, dataset, model, split, protocol, segment, metric, k, value, ci_low, ci_high, n_users)" in message
     assert "\n" not in message
 
 
