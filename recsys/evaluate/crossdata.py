@@ -1,7 +1,8 @@
 """Compare models across segments and datasets: ranks, and plain-language lines backed by the tests.
 
 Input: the ``metrics`` and ``comparisons`` rows of one run, any number of datasets
-(docs/report.md). Output: ``rankings`` and ``insights`` rows.
+(docs/report.md; rows without a ``protocol`` column count as one protocol).
+Output: ``rankings`` and ``insights`` rows.
 
 **Ranks.** Within each (dataset, split, protocol, segment, metric, k) the models are ranked
 by value, 1 = best. Best is the highest value, except for the metrics in
@@ -16,9 +17,11 @@ they claim no significance.
 - ``tradeoff`` (per dataset, per pair of models): one model is significantly
   better on one segment and, on another, significantly worse ("but trails it
   on ...") or not significantly different ("but not significantly on ...").
-  The segment of the largest significant gain leads; the contrast is the other
-  model's largest significant gain, else the least favourable untested-equal
-  segment.
+  The larger of the two models' largest significant gains leads; the contrast
+  is the other model's largest significant gain, else, among the segments
+  where the test found no significant difference (p defined), the one least
+  favourable to the leader. A pair with no significant difference, or with
+  significant gains for one model on every tested segment, gets no line.
 - ``best_segment`` / ``worst_segment`` (per dataset, per model): the segment
   furthest above / below the model's overall value whose confidence interval
   excludes that overall value.
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import polars as pl
 
