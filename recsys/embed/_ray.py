@@ -128,8 +128,14 @@ def embed_with_ray(items_path: Path, extra: pa.Table | None, spec: TextSpec, cac
         if n_todo == 0:
             return index
         rows_per_block = max(1, min(cfg.rows_per_block, math.ceil(n_todo / (2 * plan.actors))))
-        todo = texts.map_batches(_todo_only, fn_kwargs={"repeated": repeated}, batch_size=None, batch_format="pyarrow")
-        todo = todo.repartition(target_num_rows_per_block=rows_per_block)
+        # The texts to encode (a few hundred bytes each; vectors never come here) are cut into blocks
+        # on the driver: a repartition would run whole-CPU tasks while the actor pool holds its CPUs,
+        # and on a one-CPU cluster those tasks would never be scheduled.
+        todo_texts = pa.concat_tables(ray.get(texts.map_batches(
+            _todo_only, fn_kwargs={"repeated": repeated}, batch_size=None, batch_format="pyarrow",
+            num_cpus=WRITE_TASK_CPUS).to_arrow_refs()))
+        todo = ray.data.from_arrow([todo_texts.slice(start, rows_per_block)
+                                    for start in range(0, todo_texts.num_rows, rows_per_block)])
         encoded = todo.map_batches(
             TextEncoder,
             fn_constructor_kwargs={"cfg": cfg, "device": plan.device, "threads": plan.threads,
