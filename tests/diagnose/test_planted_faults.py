@@ -3,7 +3,7 @@
 Scenarios live in ``tests/diagnose/scenarios.py``; ``python -m benchmarks.diagnosis_matrix``
 prints the same matrix. Every run shares one preparation and embedding cache for the
 session (each synthetic dataset is prepared and embedded once) and the session's Ray.
-The whole matrix takes about 100 s on 2 CPUs.
+The whole matrix takes 65-105 s on 2 shared CPUs.
 """
 
 from __future__ import annotations
