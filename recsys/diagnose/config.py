@@ -169,7 +169,7 @@ class DiagnoseConfig:
     splits: list[str] = field(default_factory=lambda: ["val", "test"])   # first present is used
     baseline_model: str = "pop"
     train_loss: str = "train/loss"               # step-level training loss series
-    train_loss_epoch: str = "train/loss_epoch"   # epoch-level; epoch means of train_loss when absent
+    train_loss_epoch: str = "train/epoch_loss"   # epoch-level; epoch means of train_loss when absent
     val_metric: Optional[str] = None
     disabled_rules: list[str] = field(default_factory=list)
     gradients: GradientThresholds = field(default_factory=GradientThresholds)

@@ -163,11 +163,11 @@ def to_rows(findings: list[Finding], dataset: Optional[str] = None, *, round: Op
     null when there is none; ``dataset`` defaults to the finding's own ``where["dataset"]``.
 
     >>> from recsys.diagnose.remedies import remedy
-    >>> f = Finding("LOSS_PLATEAU", "warning", {"model": "mf", "series": "train/loss_epoch"}, "stalled",
+    >>> f = Finding("LOSS_PLATEAU", "warning", {"model": "mf", "series": "train/epoch_loss"}, "stalled",
     ...             {"recent": 0.001}, remedy("Raise the learning rate."))
     >>> row = to_rows([f], "synthetic")[0]
     >>> row["model"], row["location"], row["remedy"]
-    ('mf', '{"model": "mf", "series": "train/loss_epoch"}', None)
+    ('mf', '{"model": "mf", "series": "train/epoch_loss"}', None)
     """
     rows = []
     for f in findings:

@@ -21,13 +21,13 @@ def epoch_rows(model: str, values, name: str, spe: int = SPE) -> list[dict]:
 
 
 def curves(model: str, step_loss, val=None, spe: int = SPE, epoch_loss: bool = True) -> pl.DataFrame:
-    """Step-level loss, its epoch means as train/loss_epoch, val/ndcg@10 per epoch and a constant lr."""
+    """Step-level loss, its epoch means as train/epoch_loss, val/ndcg@10 per epoch and a constant lr."""
     step_loss = np.asarray(step_loss, dtype=np.float64)
     rows = step_rows(model, step_loss, spe=spe)
     if epoch_loss:
         n_epochs = len(step_loss) // spe
         means = [step_loss[e * spe:(e + 1) * spe].mean() for e in range(n_epochs)]
-        rows += epoch_rows(model, means, "train/loss_epoch", spe)
+        rows += epoch_rows(model, means, "train/epoch_loss", spe)
     if val is not None:
         rows += epoch_rows(model, val, "val/ndcg@10", spe)
     rows += step_rows(model, np.full(len(step_loss), 1e-3), name="lr", spe=spe)

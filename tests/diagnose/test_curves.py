@@ -58,7 +58,7 @@ def test_a_loss_that_climbs_back_above_its_start_is_critical_even_for_a_small_ri
 def test_a_loss_stuck_near_its_start_is_a_plateau():
     loss = per_epoch(7.0 - 0.007 * np.arange(20))
     [f] = run(loss_plateau, curves("mf", loss))
-    assert (f.code, f.severity, f.where["series"]) == ("LOSS_PLATEAU", "warning", "train/loss_epoch")
+    assert (f.code, f.severity, f.where["series"]) == ("LOSS_PLATEAU", "warning", "train/epoch_loss")
     # smoothed over 3 epochs: s[-1] = 7 - 0.007 * 18, s[-4] = 7 - 0.007 * 15
     assert f.evidence["final"] == pytest.approx(6.874)
     assert f.evidence["recent_rel_improvement"] == pytest.approx(0.021 / 6.895)

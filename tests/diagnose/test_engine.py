@@ -163,7 +163,7 @@ def frame(rows: st.SearchStrategy, schema: dict) -> st.SearchStrategy:
 
 TABLES = {
     "curves": frame(st.tuples(MODELS, st.integers(0, 40), st.one_of(st.none(), st.integers(0, 5)),
-                              st.sampled_from(["train/loss", "train/loss_epoch", "val/ndcg@10", "lr"]), NUM),
+                              st.sampled_from(["train/loss", "train/epoch_loss", "val/ndcg@10", "lr"]), NUM),
                     {"model": pl.String, "step": pl.Int64, "epoch": pl.Int32, "name": pl.String, "value": pl.Float64}),
     "grad_stats": frame(st.tuples(MODELS, st.integers(0, 30), st.sampled_from(["t.0.w", "t.2.w", "emb"]), NUM, NUM,
                                   NUM, st.integers(0, 3), POS),

@@ -141,3 +141,13 @@ def test_models_without_training_are_validated_once(blocks, pop_ndcg):
     result = fit(build("pop", data, text), data, CFG)
     assert result.state.status == "completed" and result.state.step == 0
     assert curve(result, "val/ndcg@10") == [pytest.approx(pop_ndcg)]
+
+
+def test_training_writes_the_series_the_diagnosis_reads(blocks):
+    from recsys.diagnose.config import DiagnoseConfig
+
+    data, text = blocks
+    result = fit(build("mf", data, text), data, replace(CFG, epochs=2))
+    names = {row["name"] for row in result.telemetry.curves}
+    diagnose = DiagnoseConfig()
+    assert {diagnose.train_loss, diagnose.train_loss_epoch, diagnose.val_series} <= names
