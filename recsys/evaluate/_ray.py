@@ -45,17 +45,19 @@ def plan_actors(resources: Mapping[str, float], n_shards: int) -> tuple[int, flo
 class ShardEvaluator:
     """Ray Data callable: turns each shard of users of one task (model, split) into metric rows.
 
-    ``models`` maps model name to the model or its object reference; each model's
-    scorer is built once per actor, the first time one of its shards arrives.
+    ``shared``: ``{"models": {name: model or object reference}, "ctx": context or
+    reference}``; each model's scorer is built once per actor, the first time one
+    of its shards arrives.
     """
 
-    def __init__(self, models: Mapping, ctx: EvalContext, cfg: EvalConfig, tasks: list[tuple[str, str]],
-                 threads: int = 1):
+    def __init__(self, shared: Mapping, cfg: EvalConfig, tasks: list[tuple[str, str]], threads: int = 1):
         import ray
         import torch
 
         torch.set_num_threads(max(1, threads))
-        self.models = dict(models)
+        # object references travel inside a dict: Ray leaves them unresolved (and the actor restartable)
+        self.models = dict(shared["models"])
+        ctx = shared["ctx"]
         self.ctx = ray.get(ctx) if isinstance(ctx, ray.ObjectRef) else ctx
         self.cfg, self.tasks = cfg, list(tasks)
         self.scorers = {}
@@ -106,7 +108,8 @@ def evaluate_many_ray(models: Mapping, ctx: EvalContext, splits: list[str], cfg:
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
         mapped = dataset.map_batches(ShardEvaluator, batch_size=1, batch_format="numpy",
                                      concurrency=min(actors, len(items)), num_cpus=cpus,
-                                     fn_constructor_args=(refs, ctx_ref, cfg, tasks, max(1, int(cpus))))
+                                     fn_constructor_args=({"models": refs, "ctx": ctx_ref}, cfg, tasks,
+                                                          max(1, int(cpus))))
         for out in mapped.iter_batches(batch_size=None, batch_format="numpy"):
             task = np.asarray(out["task"])
             for t in np.unique(task):
