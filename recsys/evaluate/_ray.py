@@ -13,7 +13,9 @@ another thread count splits the batch differently.
 
 The pool is sized from ``ray.available_resources()``: actors reserve at most the
 CPUs minus one, so Ray Data's read task always finds a CPU (see
-recsys/embed/pool.py for what happens otherwise).
+recsys/embed/pool.py for what happens otherwise). Ray 2.x logs "Actor ... has
+constructor arguments in the object store" for any actor pool of Ray Data
+(ray-project/ray#57733); it is not about these arguments.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class ShardEvaluator:
         import torch
 
         torch.set_num_threads(max(1, threads))
-        # object references travel inside a dict: Ray leaves them unresolved (and the actor restartable)
+        # object references travel inside a dict (Ray does not resolve nested ones): fetched here, once per actor
         self.models = dict(shared["models"])
         ctx = shared["ctx"]
         self.ctx = ray.get(ctx) if isinstance(ctx, ray.ObjectRef) else ctx
