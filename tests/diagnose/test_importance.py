@@ -175,3 +175,20 @@ def test_the_interval_contains_the_point_estimate(pairs, seed):
     row = drop_row(base, values, feature="text", method="ablation", data=data, n_samples=200, seed=seed)
     assert row["ci_low"] - 1e-12 <= row["drop"] <= row["ci_high"] + 1e-12
     assert row["drop"] == pytest.approx(float(np.mean(base - values)))
+
+
+def test_known_answers_reach_the_feature_rules():
+    from recsys.diagnose.config import DiagnoseConfig
+    from recsys.diagnose.stage import DiagnoseResult, judge
+
+    inputs, held, seen = clustered(n_users=60)
+    clean = inputs.item_text.clone()
+    inputs.item_text = clean + 0.6 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+    model = TextOnly(inputs).eval()
+    data = EvalData(held, seen, "ndcg", 10)
+    rows = importance_rows(model, data, methods=METHODS, n_samples=300)
+    rows += text_field_rows(model, data, {"noise": clean.numpy()}, n_samples=300)   # without it: clean clusters
+    rows = [dict(r, dataset="synthetic", model="text_only") for r in rows]
+    findings = judge({}, DiagnoseResult(feature_importance=rows), DiagnoseConfig())
+    codes = {(f.code, f.where.get("feature")) for f in findings}
+    assert codes == {("ID_EMBEDDINGS_UNUSED", "item_id"), ("TEXT_DOMINANT", "text"), ("TEXT_FIELD_HURTS", "noise")}
