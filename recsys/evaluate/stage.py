@@ -227,6 +227,8 @@ def stage_evaluate(run) -> None:
                         pl.lit(dataset).alias("dataset"), pl.lit(name).alias("model"), pl.lit(split).alias("split")))
             if result.n_excluded:
                 log.info("%s/%s: %d users excluded (every held-out item already seen)", name, split, result.n_excluded)
+    if len(rows) > 1 and cfg.baseline is not None and cfg.baseline not in rows:
+        log.info("baseline %r was not evaluated; comparing every pair of %s", cfg.baseline, ", ".join(rows))
     for split in cfg.splits:
         if len(rows) > 1:
             found = comparison_rows({name: rows[name][split] for name in rows}, split, cfg, segments[split])
