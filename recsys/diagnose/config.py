@@ -32,6 +32,9 @@ class GradientThresholds:
     spike_factor_critical: float = 100.0
     growth_factor: float = 100.0            # late / early median grad norm (warning)
     growth_factor_critical: float = 1e4
+    explode_level_factor: float = 10.0      # a spike or growth counts only when the norm reached is this many
+                                            # times the largest median grad norm of the unit's other layers ...
+    explode_abs_norm: float = 100.0         # ... or at least this grad norm (healthy runs here: below 4)
     vanish_depth_ratio: float = 1e-3        # first / last layer of a stack, median grad norms (warning)
     vanish_depth_ratio_critical: float = 1e-5
     vanish_collapse_ratio: float = 1e-3     # late / early median grad norm of one layer (warning)

@@ -13,6 +13,7 @@ the stack's earliest layer, the highest its output layer.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Optional
 
 import numpy as np
 import polars as pl
@@ -76,12 +77,30 @@ def nan_gradients(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]
     return out
 
 
+def peer_levels(norms: dict[str, np.ndarray]) -> dict[str, Optional[float]]:
+    """Per layer, the largest median grad norm among the unit's *other* layers (None for a lone layer).
+
+    >>> peer_levels({"a": np.array([1.0, 3.0]), "b": np.array([5.0]), "c": np.array([0.1])})
+    {'a': 5.0, 'b': 2.0, 'c': 5.0}
+    """
+    medians = {layer: float(np.median(g)) for layer, g in norms.items()}
+    ranked = sorted(medians.values(), reverse=True)
+    if len(ranked) < 2:
+        return {layer: None for layer in medians}
+    return {layer: ranked[1] if m == ranked[0] else ranked[0] for layer, m in medians.items()}
+
+
 def exploding_gradients(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]:
     """EXPLODING_GRADIENTS: gradient norms spike above their running median or grow without bound.
 
     Per layer: *spike* = grad norm / median of the previous ``gradients.spike_window`` norms
     (judged after ``gradients.spike_min_history`` steps); *growth* = median of the last over
     median of the first ``gradients.end_window`` norms (layers with ``gradients.min_steps``).
+    A spike or a growth counts only when the norm it reaches (the spiking norm; the late median)
+    is large: at least ``gradients.explode_level_factor`` times the largest median norm of the
+    unit's other layers (:func:`peer_levels`), or at least ``gradients.explode_abs_norm``. A layer
+    that rises from near zero to its peers' level is recovering from vanishing gradients, not
+    exploding; a lone layer has no peers and its own history decides.
     Warning at spike ``>= gradients.spike_factor`` or growth ``>= gradients.growth_factor``;
     critical at ``gradients.spike_factor_critical`` or ``gradients.growth_factor_critical``.
     """
@@ -91,18 +110,34 @@ def exploding_gradients(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Fi
         spike = (0.0, None, None)      # ratio, layer, step
         growth = (0.0, None)           # ratio, layer
         n_spikes = 0
-        for layer, (steps, g) in _finite_norms(rows).items():
+        recovered: dict[str, float] = {}   # layers whose spike or growth stayed within the peers' level
+        norms = _finite_norms(rows)
+        peers = peer_levels({layer: g for layer, (_, g) in norms.items()})
+
+        def large(level, layer: str):
+            """Whether a norm (or each of an array of norms) reached by ``layer`` counts as exploded."""
+            ref = peers[layer]
+            if ref is None:
+                return np.ones_like(level, dtype=bool) if isinstance(level, np.ndarray) else True
+            return (level >= t.explode_abs_norm) | (level >= t.explode_level_factor * ref)
+
+        for layer, (steps, g) in norms.items():
             ratios = spike_ratios(g, t.spike_window, t.spike_min_history)
             finite = np.isfinite(ratios)
-            n_spikes += int((ratios[finite] >= t.spike_factor).sum())
-            if finite.any():
-                i = int(np.nanargmax(np.where(finite, ratios, -np.inf)))
+            counted = finite & large(g, layer)
+            n_spikes += int((ratios[counted] >= t.spike_factor).sum())
+            if (ratios[finite & ~counted] >= t.spike_factor).any():
+                recovered[layer] = float(np.max(ratios[finite & ~counted]))
+            if counted.any():
+                i = int(np.nanargmax(np.where(counted, ratios, -np.inf)))
                 if ratios[i] > spike[0]:
                     spike = (float(ratios[i]), layer, int(steps[i]))
-            if len(g) >= t.min_steps:
-                early, late = end_medians(g, t.end_window)
-                if early > 0 and late / early > growth[0]:
-                    growth = (late / early, layer)
+            early, late = end_medians(g, t.end_window) if len(g) >= t.min_steps else (0.0, 0.0)
+            if early > 0 and not large(late, layer):
+                if late / early >= t.growth_factor:
+                    recovered[layer] = max(recovered.get(layer, 0.0), late / early)
+            elif early > 0 and late / early > growth[0]:
+                growth = (late / early, layer)
         sev_spike = severity_of(spike[0], t.spike_factor, t.spike_factor_critical)
         sev_growth = severity_of(growth[0], t.growth_factor, t.growth_factor_critical)
         severity = max((s for s in (sev_spike, sev_growth) if s), key=["warning", "critical"].index, default=None)
@@ -114,13 +149,16 @@ def exploding_gradients(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Fi
             parts.append(f"spiked to {fmt(spike[0])}x its running median at step {spike[2]}")
         if sev_growth:
             parts.append(f"grew {fmt(growth[0])}x from the first to the last steps in {growth[1]}")
+        top_recovered = dict(sorted(recovered.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_LAYERS])
         out.append(Finding(
             "EXPLODING_GRADIENTS", severity, {**where, "layer": layer},
             f"gradient norm of {layer} " + "; ".join(parts),
             {"max_spike_ratio": spike[0], "spike_layer": spike[1], "spike_step": spike[2], "n_spikes": n_spikes,
-             "max_growth": growth[0], "growth_layer": growth[1], "spike_factor": t.spike_factor,
+             "max_growth": growth[0], "growth_layer": growth[1], "peer_level": peers.get(layer),
+             "recovered_layers": top_recovered, "spike_factor": t.spike_factor,
              "spike_factor_critical": t.spike_factor_critical, "growth_factor": t.growth_factor,
-             "growth_factor_critical": t.growth_factor_critical},
+             "growth_factor_critical": t.growth_factor_critical, "explode_level_factor": t.explode_level_factor,
+             "explode_abs_norm": t.explode_abs_norm},
             remedy("Gradients blow up: clip them, lower the learning rate, and add normalisation layers.",
                    {"param": "train.grad_clip", "op": "set", "value": 1.0},
                    {"param": "train.lr", "op": "scale_range", "factor": 0.1})))

@@ -5,7 +5,10 @@ items have no ID row and are scored from their text). User tower: pool the
 vectors of the user's history items (``mean`` or ``attention`` with a learned
 query), then ``u = pooled + MLP(pooled)`` (+ a user ID vector). With
 ``normalize`` both are unit vectors and ``score = u · e / temperature``: a
-softmax over items of cosine similarities, the seed's model.
+softmax over items of cosine similarities, the seed's model. The towers' Linear
+layers start from PyTorch's default init, or from N(0, ``mlp_init_std``) with zero
+biases when that is set (a small value, with depth and ``norm="none"``, starves the
+early layers of gradient: the diagnosis matrix's vanishing-gradient fault).
 
 >>> from recsys.models.base import Batch, tiny_inputs
 >>> model = TwoTower(TwoTowerConfig(dim=8, width=16), tiny_inputs(text_dim=5))
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -51,6 +55,8 @@ class TwoTowerConfig:
     history_dropout: float = 0.5    # training only: drop each history item with this probability
     id_dropout: float = 0.0         # training only: drop each item's ID vector (text only) with this probability
     init_std: float = 0.02          # ID embeddings
+    mlp_init_std: Optional[float] = None   # weights of the towers' Linear layers ~ N(0, std), biases 0;
+                                           # None: PyTorch's default (uniform, scaled by fan-in)
 
 
 def check_two_tower(config: TwoTowerConfig) -> None:
@@ -67,10 +73,27 @@ def check_two_tower(config: TwoTowerConfig) -> None:
     if not (config.use_text or config.use_item_id):
         raise ConfigError("the item tower has no input", setting="model.two_tower.use_text",
                           hint="set use_text=true or use_item_id=true")
+    if config.mlp_init_std is not None and not config.mlp_init_std > 0:
+        raise ConfigError(f"mlp_init_std must be > 0 or null, got {config.mlp_init_std!r}",
+                          setting="model.two_tower.mlp_init_std", hint="e.g. 0.02, or null for PyTorch's default")
     if config.depth < 0 or config.dim < 1 or config.temperature <= 0 or not 0 <= config.history_dropout < 1 \
             or not 0 <= config.id_dropout < 1:
         raise ConfigError("depth must be >= 0, dim >= 1, temperature > 0, history_dropout and id_dropout in [0, 1)",
                           setting="model.two_tower", hint="e.g. depth=1 dim=64 temperature=0.1")
+
+
+def init_linear_layers(module: nn.Module, std: float) -> None:
+    """Every Linear layer of ``module``: weights drawn from N(0, std), biases zero.
+
+    >>> tower = mlp(8, 16, 4, depth=2)
+    >>> init_linear_layers(tower, 1e-3)
+    >>> round(float(tower[0].weight.std()), 4), float(tower[0].bias.abs().max())
+    (0.001, 0.0)
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, std=std)
+            nn.init.zeros_(layer.bias)
 
 
 class TwoTower(Recommender):
@@ -105,6 +128,10 @@ class TwoTower(Recommender):
             self.attention_key = nn.Linear(d, d)
             self.attention_query = nn.Parameter(torch.zeros(d))
         self.user_tower = mlp(d, config.width, d, config.depth, config.dropout, config.norm)
+        if config.mlp_init_std is not None:
+            for name in ("item_tower", "history_tower", "user_tower"):
+                if hasattr(self, name):
+                    init_linear_layers(getattr(self, name), config.mlp_init_std)
 
     def _encode_items(self, tower: nn.Module | None, ids: nn.Embedding | None) -> torch.Tensor:
         vectors = 0.0

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys.diagnose.config import DiagnoseConfig
+from recsys.diagnose.config import DiagnoseConfig, GradientThresholds
 from recsys.diagnose.gradients import (dead_rows_from_gradients, exploding_gradients, layer_stacks, learning_rate,
                                        nan_gradients, vanishing_gradients)
 from recsys.diagnose.inputs import DiagnosisInputs
@@ -67,6 +67,43 @@ def test_steady_geometric_growth_is_exploding_without_any_spike():
     expected = 10.0 ** (3 * 54.5 / 59) / 10.0 ** (3 * 4.5 / 59)    # geometric medians of the last / first 10
     assert f.severity == "warning" and f.evidence["max_growth"] == pytest.approx(expected)
     assert f.evidence["max_spike_ratio"] < CFG.gradients.spike_factor
+
+
+def recovering_stack(first_layer_late: float) -> list[dict]:
+    """A three-layer stack whose first layer starts near zero (4e-7) and rises at step 12 to
+    ``first_layer_late``; the other two stay at 0.15 and 0.05 (the vanishing run measured 0.13 and 0.15)."""
+    rng = np.random.default_rng(0)
+    first = np.where(np.arange(36) < 12, 4e-7, first_layer_late) * (1 + 0.1 * rng.standard_normal(36))
+    return (grad_rows("two_tower", "item_tower.0.weight", first)
+            + grad_rows("two_tower", "item_tower.4.weight", np.full(36, 0.05))
+            + grad_rows("two_tower", "item_tower.8.weight", np.full(36, 0.15)))
+
+
+def test_a_layer_recovering_to_its_peers_level_is_not_exploding():
+    rows = recovering_stack(0.13)
+    assert run(exploding_gradients, rows) == []
+    ungated = DiagnoseConfig(gradients=GradientThresholds(explode_level_factor=1e-9))   # every level counts
+    [f] = exploding_gradients(DiagnosisInputs(grad_stats=pl.DataFrame(rows)).prepared(), ungated)
+    assert f.severity == "critical" and f.evidence["max_growth"] > 1e4 and f.evidence["max_spike_ratio"] > 1e4
+
+
+@pytest.mark.parametrize(("late", "severity"), [(2.0, "critical"), (150.0, "critical")])
+def test_a_layer_growing_far_above_its_peers_or_the_absolute_bound_is_exploding(late, severity):
+    [f] = run(exploding_gradients, recovering_stack(late))       # 2.0: 13x the largest peer's 0.15
+    assert (f.severity, f.where["layer"]) == (severity, "item_tower.0.weight")
+    assert f.evidence["peer_level"] == pytest.approx(0.15) and f.evidence["recovered_layers"] == {}
+
+
+@pytest.mark.parametrize(("level", "severity"), [(500.0, "critical"), (50.0, "warning")])
+def test_every_layer_exploding_together_is_exploding(level, severity):
+    rows = []
+    for layer in ("a.weight", "b.weight", "c.weight"):
+        norms = np.ones(40)
+        norms[30:] = level                     # at once: each layer's peers jump too, but their median stays 1
+        rows += grad_rows("mf", layer, norms)
+    [f] = run(exploding_gradients, rows)
+    assert f.severity == severity and f.evidence["spike_step"] == 30
+    assert f.evidence["n_spikes"] == 30                # steps 30-39 of 3 layers: the running median of 20 stays 1
 
 
 @pytest.mark.parametrize(("ratio", "severity"), [(1e-4, "warning"), (1e-6, "critical")])
