@@ -21,7 +21,8 @@ import polars as pl
 from recsys.diagnose.config import DiagnoseConfig
 from recsys.diagnose.finding import Finding, fmt, severity_of
 from recsys.diagnose.gradients import dead_rows_remedy
-from recsys.diagnose.inputs import DiagnosisInputs, by_unit
+from recsys.diagnose.inputs import DiagnosisInputs, by_unit, same_run
+from recsys.diagnose.outcomes import popularity_outcome
 from recsys.diagnose.remedies import model_edit, remedy
 from recsys.diagnose.series import spearman
 
@@ -86,10 +87,19 @@ def norm_popularity_coupling(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> li
     """NORM_POPULARITY_COUPLING: Spearman correlation of item vector norms with item popularity
     (side table ``item_norms``) ``>= embeddings.coupling_rho`` (warning) or
     ``embeddings.coupling_rho_critical`` (critical), over at least ``embeddings.coupling_min_items``
-    items with finite values."""
+    items with finite values.
+
+    Coupling matters through what the model recommends: when ``metrics`` has the model's
+    popularity numbers (:func:`recsys.diagnose.outcomes.popularity_outcome`) and they show no
+    popularity bias by POPULARITY_BIAS's own levels, the finding is ``info``; without those
+    numbers the correlation alone decides.
+    """
     t = cfg.embeddings
     out = []
     for where, rows in by_unit(inputs.item_norms):
+        model = where.get("model")
+        metrics = same_run(inputs.metrics, where) if inputs.metrics is not None else None
+        outcome = popularity_outcome(metrics, model, cfg) if model is not None else None
         for (embedding,), part in rows.partition_by("embedding", as_dict=True, maintain_order=True).items():
             part = part.filter(pl.col("norm").is_finite() & pl.col("popularity").is_finite())
             if part.height < t.coupling_min_items:
@@ -98,12 +108,21 @@ def norm_popularity_coupling(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> li
             severity = severity_of(rho, t.coupling_rho, t.coupling_rho_critical) if rho is not None else None
             if severity is None:
                 continue
-            model = where.get("model")
+            message = f"norms of {embedding} follow item popularity: Spearman {fmt(rho)} over {part.height} items"
+            if outcome is not None and not outcome["biased"]:
+                severity = "info"
+                message += (f"; its recommendations show no popularity bias (items {fmt(outcome['ratio'])}x as "
+                            f"popular as held-out ones)" if outcome["ratio"] is not None else
+                            "; its recommendations show no popularity bias")
+            elif outcome is not None:
+                message += "; its recommendations are popularity-biased (see POPULARITY_BIAS)"
             out.append(Finding(
                 "NORM_POPULARITY_COUPLING", severity, {**where, "table": "item_norms", "embedding": embedding},
-                f"norms of {embedding} follow item popularity: Spearman {fmt(rho)} over {part.height} items",
+                message,
                 {"spearman": rho, "n_items": part.height, "coupling_rho": t.coupling_rho,
-                 "coupling_rho_critical": t.coupling_rho_critical},
+                 "coupling_rho_critical": t.coupling_rho_critical,
+                 "outcome": None if outcome is None else {k: outcome[k] for k in (
+                     "split", "ratio", "coverage", "baseline_coverage", "biased")}},
                 remedy("Scores favour popular items through vector length: normalise the vectors (cosine "
                        "scores), add weight decay, or correct the loss for popularity (sampled softmax with logQ).",
                        model_edit(model, "normalize", "enable"),

@@ -38,6 +38,39 @@ def _judged_models(metrics: pl.DataFrame, cfg: DiagnoseConfig) -> list[str]:
     return [m for m in metrics.get_column("model").unique(maintain_order=True).to_list() if m != cfg.baseline_model]
 
 
+def popularity_outcome(metrics: Optional[pl.DataFrame], model: str, cfg: DiagnoseConfig) -> Optional[dict[str, Any]]:
+    """How popularity-biased ``model``'s recommendations are, in the first split with ``popularity@k``.
+
+    ``ratio = popularity@k / test_popularity``; ``high`` when it is at least
+    ``outcomes.popularity_ratio`` (``critical`` at ``outcomes.popularity_ratio_critical``);
+    ``low_coverage`` when ``coverage@k`` is below ``outcomes.coverage_vs_popularity`` times the
+    baseline model's; ``biased`` when either holds. None without the model's ``popularity@k``.
+
+    >>> m = pl.DataFrame({"model": ["mf"] * 2, "split": ["val"] * 2, "segment": ["all"] * 2,
+    ...                   "metric": ["popularity", "test_popularity"], "k": [10, None], "value": [30.0, 10.0]})
+    >>> out = popularity_outcome(m, "mf", DiagnoseConfig()); out["ratio"], out["high"], out["biased"]
+    (3.0, True, True)
+    """
+    t = cfg.outcomes
+    if metrics is None or metrics.height == 0:
+        return None
+    split = pick_split(metrics, model, "popularity", cfg.k, cfg.splits)
+    if split is None:
+        return None
+    arp = metric_row(metrics, model=model, split=split, metric="popularity", k=cfg.k)
+    held = metric_row(metrics, model=model, split=split, metric="test_popularity", k=None)
+    ratio = arp["value"] / held["value"] if held is not None and held["value"] > 0 else None
+    cov = metric_row(metrics, model=model, split=split, metric="coverage", k=cfg.k)
+    pop_cov = metric_row(metrics, model=cfg.baseline_model, split=split, metric="coverage", k=cfg.k)
+    low_cov = bool(cov is not None and pop_cov is not None and pop_cov["value"] > 0
+                   and cov["value"] < t.coverage_vs_popularity * pop_cov["value"])
+    high = ratio is not None and ratio >= t.popularity_ratio
+    return {"split": split, "popularity_at_k": arp["value"], "test_popularity": held["value"] if held else None,
+            "ratio": ratio, "high": high, "critical": ratio is not None and ratio >= t.popularity_ratio_critical,
+            "coverage": cov["value"] if cov else None, "baseline_coverage": pop_cov["value"] if pop_cov else None,
+            "low_coverage": low_cov, "biased": high or low_cov}
+
+
 def popularity_bias(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]:
     """POPULARITY_BIAS: recommended popularity far above what users consume, or coverage near popularity's.
 
@@ -45,38 +78,26 @@ def popularity_bias(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Findin
     users' held-out items); warning at ``outcomes.popularity_ratio``, critical at
     ``outcomes.popularity_ratio_critical``. *Low coverage*: ``coverage@k`` below
     ``outcomes.coverage_vs_popularity x`` the popularity model's: a warning alone, critical
-    together with a high ratio.
+    together with a high ratio (:func:`popularity_outcome` measures both).
     """
     t = cfg.outcomes
     out = []
     for where, metrics in by_unit(inputs.metrics, RUN_KEYS):
         for model in _judged_models(metrics, cfg):
-            split = pick_split(metrics, model, "popularity", cfg.k, cfg.splits)
-            if split is None:
+            o = popularity_outcome(metrics, model, cfg)
+            if o is None or not o["biased"]:
                 continue
-            arp = metric_row(metrics, model=model, split=split, metric="popularity", k=cfg.k)
-            held = metric_row(metrics, model=model, split=split, metric="test_popularity", k=None)
-            ratio = arp["value"] / held["value"] if held is not None and held["value"] > 0 else None
-            cov = metric_row(metrics, model=model, split=split, metric="coverage", k=cfg.k)
-            pop_cov = metric_row(metrics, model=cfg.baseline_model, split=split, metric="coverage", k=cfg.k)
-            low_cov = (cov is not None and pop_cov is not None and pop_cov["value"] > 0
-                       and cov["value"] < t.coverage_vs_popularity * pop_cov["value"])
-            severity = severity_of(ratio, t.popularity_ratio, t.popularity_ratio_critical) if ratio else None
-            if low_cov:
-                severity = "critical" if severity else "warning"
-            if severity is None:
-                continue
-            parts = [f"recommended items are {fmt(ratio)}x as popular as held-out ones"] if ratio and (
-                ratio >= t.popularity_ratio) else []
-            if low_cov:
-                parts.append(f"coverage@{cfg.k} {fmt(cov['value'])} is under {fmt(t.coverage_vs_popularity)}x "
-                             f"{cfg.baseline_model}'s {fmt(pop_cov['value'])}")
+            severity = "critical" if o["critical"] or (o["high"] and o["low_coverage"]) else "warning"
+            parts = [f"recommended items are {fmt(o['ratio'])}x as popular as held-out ones"] if o["high"] else []
+            if o["low_coverage"]:
+                parts.append(f"coverage@{cfg.k} {fmt(o['coverage'])} is under {fmt(t.coverage_vs_popularity)}x "
+                             f"{cfg.baseline_model}'s {fmt(o['baseline_coverage'])}")
             out.append(Finding(
-                "POPULARITY_BIAS", severity, {**where, "model": model, "table": "metrics", "split": split},
+                "POPULARITY_BIAS", severity, {**where, "model": model, "table": "metrics", "split": o["split"]},
                 "; ".join(parts),
-                {"popularity_at_k": arp["value"], "test_popularity": held["value"] if held else None,
-                 "popularity_ratio": ratio, "coverage": cov["value"] if cov else None,
-                 "baseline_coverage": pop_cov["value"] if pop_cov else None, "k": cfg.k, "split": split,
+                {"popularity_at_k": o["popularity_at_k"], "test_popularity": o["test_popularity"],
+                 "popularity_ratio": o["ratio"], "coverage": o["coverage"],
+                 "baseline_coverage": o["baseline_coverage"], "k": cfg.k, "split": o["split"],
                  "popularity_ratio_warning": t.popularity_ratio,
                  "popularity_ratio_critical": t.popularity_ratio_critical,
                  "coverage_vs_popularity": t.coverage_vs_popularity},

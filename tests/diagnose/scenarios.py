@@ -54,6 +54,8 @@ BASE = (
     "model.two_tower.dim=32", "model.two_tower.width=64", "model.two_tower.depth=1", "model.two_tower.norm=layer",
     "model.two_tower.dropout=0.1", "model.two_tower.history_dropout=0.0", "model.two_tower.use_item_id=true",
     "model.two_tower.use_text=true", "model.content.projection=linear", "model.content.dim=32",
+    "model.sasrec.dim=32", "model.sasrec.layers=1", "model.sasrec.heads=2", "model.sasrec.dropout=0.2",
+    "model.sasrec.max_len=50", "model.sasrec.use_text=true", "model.sasrec.use_item_id=true",
 )
 
 
@@ -107,11 +109,12 @@ class Outcome:
 
 SCENARIOS: list[Scenario] = [
     Scenario(
-        "healthy", "none: sensible settings for every learned model but sasrec",
-        ("models=[pop,mf,content,two_tower]",), ("mf", "content", "two_tower"), healthy=True, full=True,
-        note="sasrec (32 dims, one layer, windows of 20) is left out: trained the same way, its output item "
-             "norms follow popularity (Spearman 0.65, NORM_POPULARITY_COUPLING warning at 0.5) without any "
-             "outcome sign of popularity bias; no planted fault measures that rule yet"),
+        "healthy", "none: sensible settings for every learned model",
+        ("models=[pop,mf,content,two_tower,sasrec]",), ("mf", "content", "two_tower", "sasrec"), healthy=True,
+        full=True,
+        note="sasrec's output item norms follow popularity (Spearman 0.70) while it recommends items 1.27x as "
+             "popular as the held-out ones with 2.9x popularity's coverage: NORM_POPULARITY_COUPLING is info, "
+             "a coupling without consequence"),
     Scenario(
         "healthy_telemetry", "none: sensible settings, training telemetry only",
         ("models=[mf,two_tower]",), ("mf", "two_tower"), healthy=True),

@@ -84,3 +84,29 @@ def test_text_vectors_sharing_a_direction_are_anisotropic(cosine, severity):
     [f] = run(anisotropic_text_vectors, rows)
     assert (f.code, f.severity, f.where["embedding"]) == ("ANISOTROPIC_TEXT_VECTORS", severity, "item_text")
     assert (f.evidence["mean_cosine"], f.evidence["isotropy"]) == (cosine, 0.01)
+
+
+def popularity_metrics(model: str, ratio: float, coverage: float, pop_coverage: float = 0.1) -> pl.DataFrame:
+    """val metrics of ``model`` and pop: recommended popularity ``ratio`` x the held-out items', coverage@10."""
+    rows = [(model, "popularity", 10, 20.0 * ratio), (model, "test_popularity", None, 20.0),
+            (model, "coverage", 10, coverage), ("pop", "coverage", 10, pop_coverage), (model, "ndcg", 10, 0.25)]
+    return pl.DataFrame([{"model": m, "split": "val", "segment": "all", "metric": metric, "k": k, "value": v}
+                         for m, metric, k, v in rows])
+
+
+@pytest.mark.parametrize(("ratio", "coverage", "severity"), [
+    (1.2, 0.33, "info"),           # sasrec, trained normally: healthy ratio and coverage, norms still coupled
+    (3.0, 0.33, "critical"),       # recommendations 3x as popular as the held-out items
+    (1.2, 0.15, "critical"),       # coverage 1.5x pop's, under the 2x level
+])
+def test_coupling_warns_only_when_the_recommendations_show_popularity_bias(ratio, coverage, severity):
+    pop = np.arange(1, 101, dtype=float)
+    norms = item_norms("sasrec", np.sqrt(pop), pop)
+    inputs = DiagnosisInputs(item_norms=norms, metrics=popularity_metrics("sasrec", ratio, coverage)).prepared()
+    [f] = norm_popularity_coupling(inputs, CFG)
+    assert f.severity == severity and f.evidence["spearman"] == pytest.approx(1.0)
+    assert f.evidence["outcome"]["biased"] is (severity != "info")
+    assert f.evidence["outcome"]["ratio"] == pytest.approx(ratio)
+    other = DiagnosisInputs(item_norms=norms, metrics=popularity_metrics("mf", 1.2, 0.33)).prepared()
+    [g] = norm_popularity_coupling(other, CFG)                       # another model's numbers say nothing
+    assert g.severity == "critical" and g.evidence["outcome"] is None
