@@ -3,7 +3,8 @@
 Runs every stage up to ``diagnose``, which measures feature importance and the
 embedding health of each trained model, runs the diagnosis rules, writes
 ``feature_importance``, ``embedding_health`` and ``findings``, and prints the
-per-model summary (also stored as ``diagnosis.txt`` in the run directory); e.g.
+per-model summary at the end (also stored as ``diagnosis.txt`` in the run directory, a section per
+dataset); e.g.
 ``python -m rayjobs.diagnose models=[pop,mf,two_tower] diagnose.importance.max_users=500``.
 """
 

@@ -11,7 +11,9 @@ A run covers one dataset (``dataset``) or several (``datasets=[...]``, see
   once, after every dataset's stages (``compare`` ranks the models of all datasets).
 
 Each stage (per dataset) is one report transaction; ``runs.stages`` lists the
-completed ones (``train:movielens`` when the run has several datasets).
+completed ones (``train:movielens`` when the run has several datasets). When the
+run has diagnosed models, their per-model summary (a section per dataset, as
+``diagnosis.txt`` holds it) is printed last, after the run-level stages.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from recsys.data.config import DatasetConfig
 from recsys.data.datasets import check_sources, dataset_label, run_datasets
 from recsys.data.prepare import prepare
 from recsys.data.prepared import PreparedDataset
-from recsys.diagnose.stage import stage_diagnose
+from recsys.diagnose.stage import run_summary, stage_diagnose
 from recsys.embed.stage import stage_embed
 from recsys.evaluate.compare import stage_compare
 from recsys.evaluate.crossdata import check_compare_config
@@ -141,6 +143,9 @@ def run_stages(cfg: RecsysConfig, stages: list[str] | None = None) -> Path:
                 RUN_STAGES[stage](whole)
             writer.mark_stage_done(stage)
             log.info("stage %s: done", stage)
+    diagnosis = run_summary(whole.datasets.values())
+    if diagnosis:
+        print(diagnosis)              # the per-model diagnosis of every dataset comes after every stage
     print(f"run {run_id} succeeded; report tables in {report_dir}")
     print(f"query them with: recsys report query \"SELECT * FROM datasets\" --runs {report_dir}")
     return report_dir

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -139,6 +140,19 @@ def test_compare_without_evaluated_models_is_a_clear_error(tmp_path):
                                      "dataset.synthetic.mean_interactions_per_user=5")),
                    ["prepare", "compare"])
     assert load_tables(str(tmp_path / "run"))["runs"]["status"].to_list() == ["failed"]
+
+
+@pytest.mark.ray
+def test_every_dataset_has_its_diagnosis_section_stored_and_printed_after_compare(two_datasets):
+    _, report, tables, printed = two_datasets
+    stored = (report / "diagnosis.txt").read_text()
+    assert re.findall(r"^== dataset (\S+) ==$", stored, flags=re.M) == ["small", "large"]
+    for dataset in ("small", "large"):
+        section = stored.split(f"== dataset {dataset} ==\n", 1)[1].split("\n\n== dataset ", 1)[0]
+        n = tables["findings"].filter(pl.col("dataset") == dataset).height
+        assert section.startswith(f"diagnosis: {n} finding") and "\nmf: " in section
+    assert printed.count(stored.strip()) == 1 and printed.count("== dataset small ==") == 1
+    assert printed.index("== dataset small ==") > printed.index("models compared on")   # after the compare stage
 
 
 # ---------------------------------------------------------------- bad `datasets` entries

@@ -9,21 +9,24 @@ For every trained model (``run.extras["models"]``, name -> ``best_model.pt``) th
    (:mod:`recsys.diagnose.model_health`) and writes ``embedding_health``;
 3. runs every rule (:func:`recsys.diagnose.engine.run_rules`) over this run's tables
    published so far plus the rows of step 1 and 2 and the ``item_norms`` side table,
-   writes ``findings``, prints the per-model summary and stores it as ``diagnosis.txt``
-   in the run directory.
+   writes ``findings`` and stores the per-model summary as this dataset's section of
+   ``diagnosis.txt`` in the run directory (one section per dataset of the run).
 
 Everything is written inside the stage's transaction, so a failed stage publishes
 nothing. Every model except ``diagnose.baseline_model`` is judged; the baseline's
-metrics stay in as the reference. :func:`diagnose_run` does the same on a finished run.
+metrics stay in as the reference. The pipeline prints every dataset's section at the
+very end of the run (:func:`run_summary`, after run-level stages such as ``compare``);
+:func:`diagnose_run` does the same on a finished run and prints its section itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import polars as pl
 import torch
@@ -48,6 +51,7 @@ from recsys.report.schema import schema_for
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "diagnosis.txt"
+SECTION_HEADER = "== dataset {} =="
 JUDGED_TABLES = ("curves", "grad_stats", "embedding_health", "feature_importance", "item_norms")
 READ_TABLES = ("curves", "grad_stats", "embedding_health", "metrics", "comparisons", "feature_importance")
 
@@ -61,6 +65,12 @@ class DiagnoseResult:
     item_norms: Optional[pl.DataFrame] = None
     findings: list[Finding] = field(default_factory=list)
     summary: str = ""
+    dataset: str = ""
+
+    @property
+    def section(self) -> str:
+        """The summary under its dataset's header, as ``diagnosis.txt`` holds it."""
+        return summary_section(self.dataset, self.summary)
 
 
 # ---------------------------------------------------------------- inputs
@@ -199,18 +209,74 @@ def published_tables(run_dir: str | Path, dataset: Optional[str] = None) -> dict
     return {name: frames[name].filter(ours).collect() for name in READ_TABLES}
 
 
+def summary_section(dataset: str, summary: str) -> str:
+    """One dataset's section of ``diagnosis.txt``: a header line, then the summary.
+
+    >>> print(summary_section("movielens", "diagnosis: no findings"))
+    == dataset movielens ==
+    diagnosis: no findings
+    """
+    return SECTION_HEADER.format(dataset) + "\n" + summary.rstrip("\n")
+
+
+def merge_sections(text: str, dataset: str, section: str) -> str:
+    """``text`` (a ``diagnosis.txt``) with ``dataset``'s section replaced, or appended when it has none.
+
+    >>> both = merge_sections(summary_section("a", "old"), "b", summary_section("b", "new"))
+    >>> print(merge_sections(both, "a", summary_section("a", "newer")))
+    == dataset a ==
+    newer
+    <BLANKLINE>
+    == dataset b ==
+    new
+    """
+    sections: dict[str, str] = {}
+    name = None
+    for line in text.splitlines():
+        match = re.fullmatch(r"== dataset (\S+) ==", line)
+        if match:
+            name = match.group(1)
+            sections[name] = line
+        elif name is not None:
+            sections[name] += "\n" + line
+    sections[dataset] = section
+    return "\n\n".join(part.rstrip("\n") for part in sections.values())
+
+
 def finish(writer, result: DiagnoseResult, tables: Mapping[str, pl.DataFrame], cfg: DiagnoseConfig,
            dataset: str, models: list[str]) -> DiagnoseResult:
-    """Judge, then write feature_importance, embedding_health, findings and the summary file through ``writer``."""
+    """Judge, then write feature_importance, embedding_health, findings and the summary file through ``writer``.
+
+    The summary becomes ``dataset``'s section of ``diagnosis.txt``; sections other datasets of
+    the run published before are kept. Nothing is printed here (see :func:`run_summary`).
+    """
     result.findings = judge(tables, result, cfg)
     judged = [m for m in models if m != cfg.baseline_model]
     result.summary = summarize(result.findings, models=judged)
+    result.dataset = dataset
     writer.write("feature_importance", result.feature_importance)
     writer.write("embedding_health", _jsonable_details(result.embedding_health))
     writer.write("findings", to_rows(result.findings, dataset))
-    writer.write_text(SUMMARY_FILE, result.summary + "\n")
-    print(result.summary)
+    published = Path(writer.run_dir) / SUMMARY_FILE
+    before = published.read_text(encoding="utf-8") if published.exists() else ""
+    writer.write_text(SUMMARY_FILE, merge_sections(before, dataset, result.section) + "\n")
     return result
+
+
+def run_summary(states: Iterable[Any]) -> str:
+    """The diagnosis sections of the datasets diagnosed in this run, in order, for the end of the pipeline.
+
+    ``states`` are the run's per-dataset :class:`~recsys.pipeline.RunState` objects; those
+    without a diagnosis add nothing (empty text when none has one).
+
+    >>> from types import SimpleNamespace
+    >>> state = SimpleNamespace(extras={"diagnosis": DiagnoseResult(summary="diagnosis: no findings", dataset="a")})
+    >>> print(run_summary([state, SimpleNamespace(extras={})]))
+    == dataset a ==
+    diagnosis: no findings
+    """
+    results = [state.extras["diagnosis"] for state in states if state.extras.get("diagnosis") is not None]
+    return "\n\n".join(result.section for result in results)
 
 
 # ---------------------------------------------------------------- the stage
@@ -299,4 +365,7 @@ def diagnose_run(report_dir: str | Path, cfg, *, models: Optional[Mapping[str, s
         with writer.transaction():
             stage_diagnose(run)
         writer.mark_stage_done("diagnose")
-    return run.extras.get("diagnosis", DiagnoseResult())
+    result = run.extras.get("diagnosis", DiagnoseResult())
+    if result.dataset:
+        print(result.section)
+    return result

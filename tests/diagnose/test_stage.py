@@ -98,10 +98,10 @@ def test_the_stage_writes_importance_health_findings_and_the_summary(trained_run
     assert findings.height == len(result.findings)
     assert "pop" not in set(findings["model"].drop_nulls())
     summary = (run_dir / SUMMARY_FILE).read_text()
-    assert summary == result.summary + "\n"
-    assert summary.startswith(f"diagnosis: {len(result.findings)} finding")
+    assert summary == result.section + "\n"                          # the run's one dataset, one section
+    assert summary.startswith(f"== dataset {prepared.name} ==\ndiagnosis: {len(result.findings)} finding")
     assert "mf:" in summary and "two_tower:" in summary and "pop:" not in summary
-    assert result.summary in capsys.readouterr().out
+    assert capsys.readouterr().out.count(result.section) == 1        # diagnose_run prints it, once
     with pytest.raises(ConfigError, match="diagnosed already"):
         diagnose_run(run_dir, cfg, prepared=prepared)
 
@@ -137,7 +137,22 @@ def test_the_pipeline_runs_diagnose_after_evaluate_and_prints_the_summary(tmp_pa
     fi = tables["feature_importance"]
     assert set(zip(fi["feature"], fi["method"])) == {("item_id", "ablation"), ("user_id", "ablation")}
     summary = (report / SUMMARY_FILE).read_text()
-    assert summary.startswith("diagnosis: ") and summary.strip() in capsys.readouterr().out
+    assert summary.startswith("== dataset synthetic ==\ndiagnosis: ")
+    out = capsys.readouterr().out
+    assert out.count(summary.strip()) == 1                            # printed once, after the last stage
+    assert out.index(summary.strip()) + len(summary.strip()) < out.index("succeeded; report tables in")
+
+
+def test_each_dataset_keeps_its_own_section_of_the_summary_file():
+    from recsys.diagnose.stage import merge_sections, summary_section
+
+    small = summary_section("small", "diagnosis: 1 finding\n\nmf: 1 warning\n  WARNING  X")
+    text = merge_sections("", "small", small)
+    assert text == small
+    both = merge_sections(text, "large", summary_section("large", "diagnosis: 0 findings"))
+    assert both == small + "\n\n== dataset large ==\ndiagnosis: 0 findings"
+    again = merge_sections(both + "\n", "small", summary_section("small", "diagnosis: 2 findings"))
+    assert again == "== dataset small ==\ndiagnosis: 2 findings\n\n== dataset large ==\ndiagnosis: 0 findings"
 
 
 def test_every_importance_and_health_setting_is_documented_with_its_default():
