@@ -54,6 +54,7 @@ class CurveThresholds:
     start_points: int = 3                   # first step-level points whose median is the loss at the start
     divergence_rise: float = 0.5            # (final - min) / max(|min|, start - min) of the smoothed loss
     divergence_rise_critical: float = 2.0
+    divergence_above_start: float = 0.01    # (final - start) / |start| of the smoothed loss: it never came down
     plateau_window: int = 3                 # epochs
     plateau_rel_improvement: float = 0.01   # relative improvement over the window below: stalled
     plateau_max_total_improvement: float = 0.05  # ... and the whole run improved less than this

@@ -107,6 +107,9 @@ def loss_divergence(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Findin
     ``curves.min_points`` points, else the epoch-level loss (``curves.smooth_window``):
     ``rise = (final - min) / max(|min|, start - min)``. Warning at ``rise >= curves.divergence_rise``;
     critical at ``curves.divergence_rise_critical`` or when the final loss is back at or above the start.
+    A loss that never came down is judged by where it ends: ``above_start = (final - start) / |start|``
+    at or above ``curves.divergence_above_start`` is a warning (the rise over a minimum that is the
+    first point says little then).
     """
     t = cfg.curves
     out = []
@@ -127,18 +130,26 @@ def loss_divergence(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Findin
         if scale <= 0:
             continue
         rise = (final - low) / scale
+        above_start = (final - view.start) / abs(view.start) if view.start != 0 else 0.0
         severity = severity_of(rise, t.divergence_rise, t.divergence_rise_critical)
-        if severity is None:
+        if severity is not None:
+            if final >= view.start:
+                severity = "critical"
+            message = (f"smoothed {series.name} rose from its minimum {fmt(low)} ({series.unit} "
+                       f"{int(series.x[i_min])}) to {fmt(final)}: rise {fmt(rise)} >= {fmt(t.divergence_rise)} "
+                       f"(start {fmt(view.start)})")
+        elif above_start >= t.divergence_above_start:
+            severity = "warning"
+            message = (f"smoothed {series.name} ends at {fmt(final)}, {fmt(100 * above_start)}% above its start "
+                       f"{fmt(view.start)}: training made the loss worse (lowest {fmt(low)})")
+        else:
             continue
-        if final >= view.start:
-            severity = "critical"
         out.append(Finding(
-            "LOSS_DIVERGENCE", severity, {**where, "series": series.name},
-            f"smoothed {series.name} rose from its minimum {fmt(low)} ({series.unit} {int(series.x[i_min])}) "
-            f"to {fmt(final)}: rise {fmt(rise)} >= {fmt(t.divergence_rise)} (start {fmt(view.start)})",
+            "LOSS_DIVERGENCE", severity, {**where, "series": series.name}, message,
             {"start": view.start, "min": low, "min_at": int(series.x[i_min]), "unit": series.unit, "final": final,
-             "rise": rise, "divergence_rise": t.divergence_rise,
-             "divergence_rise_critical": t.divergence_rise_critical},
+             "rise": rise, "above_start": above_start, "divergence_rise": t.divergence_rise,
+             "divergence_rise_critical": t.divergence_rise_critical,
+             "divergence_above_start": t.divergence_above_start},
             remedy("Training diverged: lower the learning rate and clip gradients.",
                    {"param": "train.lr", "op": "scale_range", "factor": 0.1},
                    {"param": "train.grad_clip", "op": "set", "value": 1.0})))

@@ -123,6 +123,17 @@ SCENARIOS: list[Scenario] = [
         ("models=[mf]", "train.lr=1.0"), ("mf",),
         expect=("LOSS_DIVERGENCE",), forbid=("LR_TOO_LOW", "LOSS_PLATEAU", "VANISHING_GRADIENTS")),
     Scenario(
+        "lr_50x", "learning rate 0.5, 50x the healthy 0.01 (Adam)",
+        ("models=[mf]", "train.lr=0.5"), ("mf",),
+        expect=("LOSS_DIVERGENCE",), forbid=("LR_TOO_LOW", "LOSS_PLATEAU", "VANISHING_GRADIENTS")),
+    Scenario(
+        "lr_20x", "learning rate 0.2, 20x the healthy 0.01 (Adam): the loss never falls below its start",
+        ("models=[mf]", "train.lr=0.2"), ("mf",),
+        expect=("LOSS_DIVERGENCE",), forbid=("LR_TOO_LOW", "LOSS_PLATEAU", "VANISHING_GRADIENTS"),
+        note="the rise over the minimum is 0.06 (the minimum is the first point); the smoothed loss ends "
+             "3.8% above its start, caught by curves.divergence_above_start (1%); the update ratio, 0.068, "
+             "stays below LR_TOO_HIGH's 0.1"),
+    Scenario(
         "exploding", "two_tower without any normalisation (no LayerNorm, unnormalised outputs) at lr 0.5, "
                      "50x the healthy 0.01",
         ("models=[two_tower]", "model.two_tower.normalize=false", "model.two_tower.norm=none",
