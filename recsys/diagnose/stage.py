@@ -25,6 +25,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
@@ -39,6 +40,7 @@ from recsys.diagnose.finding import Finding, to_rows
 from recsys.diagnose.importance import EvalData, feature_tensors, importance_rows, text_field_rows
 from recsys.diagnose.inputs import DiagnosisInputs
 from recsys.diagnose.model_health import item_norms, model_health_rows
+from recsys.diagnose.remedies import applicable
 from recsys.diagnose.summary import summarize
 from recsys.diagnose.text_fields import FieldVectors, field_vectors
 from recsys.errors import ConfigError, DataError
@@ -196,6 +198,34 @@ def judge(tables: Mapping[str, pl.DataFrame], result: DiagnoseResult, cfg: Diagn
     return run_rules(DiagnosisInputs.from_tables(merged), cfg).findings
 
 
+def model_setting_paths() -> set[str]:
+    """Every ``model.<name>.<param>`` path the registered models have.
+
+    >>> "model.two_tower.depth" in model_setting_paths(), "model.mf.use_text" in model_setting_paths()
+    (True, False)
+    """
+    from dataclasses import fields
+
+    from recsys.models.registry import ModelSettings
+
+    settings = ModelSettings()
+    return {f"model.{section.name}.{param.name}" for section in fields(settings)
+            for param in fields(getattr(settings, section.name))}
+
+
+def without_missing_settings(findings: list[Finding]) -> list[Finding]:
+    """The findings with remedy edits of model settings that do not exist dropped (mf has no ``use_text``).
+
+    Rules propose model edits by name for any model; only the model knows which it has.
+    """
+    known = model_setting_paths()
+    out = []
+    for finding in findings:
+        kept = [e.param for e in finding.remedy.edits if not e.param.startswith("model.") or e.param in known]
+        out.append(dataclass_replace(finding, remedy=applicable(finding.remedy, kept)))
+    return out
+
+
 def published_tables(run_dir: str | Path, dataset: Optional[str] = None) -> dict[str, pl.DataFrame]:
     """The diagnosis tables this run has published so far (committed stages of a running run included).
 
@@ -250,7 +280,7 @@ def finish(writer, result: DiagnoseResult, tables: Mapping[str, pl.DataFrame], c
     The summary becomes ``dataset``'s section of ``diagnosis.txt``; sections other datasets of
     the run published before are kept. Nothing is printed here (see :func:`run_summary`).
     """
-    result.findings = judge(tables, result, cfg)
+    result.findings = without_missing_settings(judge(tables, result, cfg))
     judged = [m for m in models if m != cfg.baseline_model]
     result.summary = summarize(result.findings, models=judged)
     result.dataset = dataset

@@ -84,6 +84,7 @@ class CompareConfig:
     split: str = "test"                 # the split the lines are about: val | test
     metrics: list[str] = field(default_factory=lambda: ["ndcg@10"])   # name@k (or a name without cut-off)
     max_lines: int = 10                 # at most this many lines of each kind per dataset (and across datasets)
+    min_users: int = 10                 # segments (and paired tests) with fewer users make no line
 
 
 def check_compare_config(cfg: CompareConfig, ks: Iterable[int] | None = None) -> None:
@@ -96,6 +97,9 @@ def check_compare_config(cfg: CompareConfig, ks: Iterable[int] | None = None) ->
     """
     if cfg.split not in SPLITS:
         raise ConfigError(f"unknown split {cfg.split!r}", setting="compare.split", hint="use val or test")
+    if isinstance(cfg.min_users, bool) or not isinstance(cfg.min_users, int) or cfg.min_users < 1:
+        raise ConfigError(f"min_users must be an integer >= 1, got {cfg.min_users!r}", setting="compare.min_users",
+                          hint="use e.g. compare.min_users=10")
     if isinstance(cfg.max_lines, bool) or not isinstance(cfg.max_lines, int) or cfg.max_lines < 0:
         raise ConfigError(f"max_lines must be an integer >= 0, got {cfg.max_lines!r}", setting="compare.max_lines",
                           hint="use e.g. 10 (0 writes rankings only)")
@@ -344,6 +348,13 @@ def _n_quantiles(segments: Iterable[str]) -> int:
     return max([q for q in (activity_quantile(s) for s in segments) if q is not None] + [ACTIVITY_QUANTILES])
 
 
+def _enough_users(frame: pl.DataFrame, min_users: int) -> pl.DataFrame:
+    """Rows measured on at least ``min_users`` users (rows without a count are kept)."""
+    if "n_users" not in frame.columns:
+        return frame
+    return frame.filter(pl.col("n_users").is_null() | (pl.col("n_users") >= min_users))
+
+
 def _capped(lines: list[Insight], max_lines: int) -> list[Insight]:
     groups: dict[tuple[str | None, str], list[Insight]] = {}
     for line in lines:
@@ -370,7 +381,8 @@ def insight_lines(metrics: pl.DataFrame, comparisons: pl.DataFrame, rankings: pl
         metric, k = split_column_name(name)
         for protocol in protocols:
             where = _where(cfg.split, protocol, metric, k)
-            chosen_metrics, chosen_comparisons = metrics.filter(where), comparisons.filter(where)
+            chosen_metrics = _enough_users(metrics.filter(where), cfg.min_users)
+            chosen_comparisons = _enough_users(comparisons.filter(where), cfg.min_users)
             for dataset in sorted(set(chosen_metrics["dataset"]) | set(chosen_comparisons["dataset"])):
                 rows = chosen_metrics.filter(pl.col("dataset") == dataset)
                 tests = chosen_comparisons.filter(pl.col("dataset") == dataset)

@@ -188,3 +188,19 @@ def test_impossible_importance_settings_are_named():
         check_diagnose_config(DiagnoseConfig(importance=ImportanceConfig(max_users=0)))
     cfg = compose(["diagnose.importance.methods=[ablation]", "diagnose.health.dead_threshold=0.01"])
     assert cfg.diagnose.importance.methods == ["ablation"] and cfg.diagnose.health.dead_threshold == 0.01
+
+
+def test_remedies_name_only_settings_the_model_has():
+    from recsys.diagnose.finding import Finding
+    from recsys.diagnose.remedies import remedy
+    from recsys.diagnose.stage import without_missing_settings
+
+    def weak(model):
+        return Finding("SEGMENT_WEAKNESS", "warning", {"model": model, "segment": "cold_start_users"}, "weak", {},
+                       remedy("give it text", {"param": f"model.{model}.use_text", "op": "enable"},
+                              {"param": "train.lr", "op": "scale_range", "factor": 3.0}))
+
+    kept = without_missing_settings([weak("mf"), weak("two_tower")])
+    assert [e.param for e in kept[0].remedy.edits] == ["train.lr"]                     # mf has no text path
+    assert [e.param for e in kept[1].remedy.edits] == ["model.two_tower.use_text", "train.lr"]
+    assert kept[0].remedy.advice == "give it text" and kept[0].message == "weak"

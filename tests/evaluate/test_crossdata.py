@@ -204,6 +204,21 @@ def test_best_and_worst_segments_only_where_the_interval_excludes_the_overall_va
     assert compare_run(metrics, NO_COMPARISONS, confidence=0.9).insights["text"][0].endswith("(90% CI 0.19 to 0.23)")
 
 
+def test_segments_and_tests_on_too_few_users_make_no_line():
+    metrics = metric_rows([
+        ("d", "mf", "all", 0.16, 0.15, 0.17),
+        ("d", "mf", "cold_items", 0.0, 0.0, 0.0),            # one user: an interval of [0, 0] says nothing
+        ("d", "mf", "activity_q4", 0.21, 0.19, 0.23),
+    ]).with_columns(n_users=pl.Series([600, 1, 150]))
+    comparisons = comparison_rows([("d", "pop", "mf", "cold_start_users", 0.08, 0.0001),
+                                   ("d", "pop", "mf", "activity_q4", -0.03, 0.004)])
+    comparisons = comparisons.with_columns(n_users=pl.Series([5, 150]))
+    kept = compare_run(metrics, comparisons).insights
+    assert kept.select("kind", "segment").rows() == [("best_segment", "activity_q4")]
+    everything = compare_run(metrics, comparisons, CompareConfig(min_users=1)).insights
+    assert set(everything["segment"]) == {"cold_items", "activity_q4", "cold_start_users"}
+
+
 # ---------------------------------------------------------------- rank changes
 
 
@@ -309,6 +324,8 @@ def test_compare_settings_are_checked_with_the_setting_named():
         check_compare_config(CompareConfig(split="train"))
     with pytest.raises(ConfigError, match="compare.max_lines"):
         check_compare_config(CompareConfig(max_lines=-1))
+    with pytest.raises(ConfigError, match="compare.min_users"):
+        check_compare_config(CompareConfig(min_users=0))
     with pytest.raises(ConfigError, match="compare.metrics.*cannot read metric 'ndcg@x'"):
         check_compare_config(CompareConfig(metrics=["ndcg@x"]))
     with pytest.raises(ConfigError, match="compare.metrics.*no metric"):
