@@ -34,13 +34,13 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -107,12 +107,13 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(data: pa.Table, path: Path) -> None:
+def _publish_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` through ``write(handle)`` into a temporary name, sync it, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "wb") as handle:
-            pq.write_table(data, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -120,6 +121,10 @@ def _write_atomic(data: pa.Table, path: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _write_atomic(data: pa.Table, path: Path) -> None:
+    _publish_atomic(path, lambda handle: pq.write_table(data, handle))
 
 
 def new_part_name() -> str:
@@ -358,18 +363,7 @@ class RunWriter:
             raise ConfigError(f"bad report file name {name!r}", hint="use a plain name such as diagnosis.txt")
         staging = getattr(self._local, "txn_dir", None)
         path = (staging / FILES_DIR if staging else self.run_dir) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+        _publish_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
         return self.run_dir / name
 
     @contextmanager
