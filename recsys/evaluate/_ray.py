@@ -109,7 +109,8 @@ def evaluate_many_ray(models: Mapping, ctx: EvalContext, splits: list[str], cfg:
         refs = {name: ray.put(model) for name, model in models.items()}
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
         mapped = dataset.map_batches(ShardEvaluator, batch_size=1, batch_format="numpy",
-                                     concurrency=min(actors, len(items)), num_cpus=cpus,
+                                     compute=ray.data.ActorPoolStrategy(size=min(actors, len(items))),
+                                     num_cpus=cpus,
                                      fn_constructor_args=({"models": refs, "ctx": ctx_ref}, cfg, tasks,
                                                           max(1, int(cpus))))
         for out in mapped.iter_batches(batch_size=None, batch_format="numpy"):
