@@ -58,6 +58,7 @@ class CurveThresholds:
     plateau_window: int = 3                 # epochs
     plateau_rel_improvement: float = 0.01   # relative improvement over the window below: stalled
     plateau_max_total_improvement: float = 0.05  # ... and the whole run improved less than this
+    plateau_learned_ratio: float = 1.5      # metric >= this x popularity's: the model learned (info, not warning)
     oscillation_min_points: int = 8
     oscillation_rel_amplitude: float = 0.2  # median |step-to-step change| / median |loss|
     oscillation_sign_changes: float = 0.5   # share of consecutive changes that flip sign

@@ -27,7 +27,7 @@ import polars as pl
 
 from recsys.diagnose.config import DiagnoseConfig
 from recsys.diagnose.finding import Finding, fmt, severity_of
-from recsys.diagnose.inputs import DiagnosisInputs, by_unit
+from recsys.diagnose.inputs import DiagnosisInputs, by_unit, has_rows, metric_row, pick_split, same_run
 from recsys.diagnose.remedies import remedy
 from recsys.diagnose.series import Series, curve, end_medians, finite_part, sign_change_share, smooth, step_curve
 
@@ -164,7 +164,9 @@ def loss_plateau(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]:
     ``recent = (s[-W-1] - s[-1]) / |s[-W-1]| < curves.plateau_rel_improvement`` and the best
     improvement ever, ``total = (start - min(s)) / |start| < curves.plateau_max_total_improvement``.
     A loss that flattens after a real drop is convergence (or, if it rose again, divergence), not a
-    plateau.
+    plateau. When ``metrics`` show the model at ``curves.plateau_learned_ratio`` times the popularity
+    baseline or more, the flat loss is reported as ``info``: the inputs (e.g. the text vectors) carried
+    the signal from the first step, so the loss starts near where it can get.
     """
     t = cfg.curves
     w = t.plateau_window
@@ -181,17 +183,40 @@ def loss_plateau(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]:
         total = (view.start - float(np.min(s))) / abs(view.start)
         if recent >= t.plateau_rel_improvement or total >= t.plateau_max_total_improvement:
             continue
+        learned = _over_baseline(inputs, where, cfg)
+        severity, note = "warning", ""
+        if learned is not None and learned["ratio"] >= t.plateau_learned_ratio:
+            severity = "info"
+            note = f"; yet {learned['metric']} is {fmt(learned['ratio'])}x {cfg.baseline_model}'s: it learned early"
         out.append(Finding(
-            "LOSS_PLATEAU", "warning", {**where, "series": view.epochs.name},
+            "LOSS_PLATEAU", severity, {**where, "series": view.epochs.name},
             f"{view.epochs.name} improved {fmt(100 * recent)}% over the last {w} epochs and "
-            f"at best {fmt(100 * total)}% since the start ({fmt(view.start)} -> {fmt(final)})",
+            f"at best {fmt(100 * total)}% since the start ({fmt(view.start)} -> {fmt(final)}){note}",
             {"start": view.start, "final": final, "recent_rel_improvement": recent, "total_rel_improvement": total,
              "plateau_window": w, "plateau_rel_improvement": t.plateau_rel_improvement,
-             "plateau_max_total_improvement": t.plateau_max_total_improvement},
+             "plateau_max_total_improvement": t.plateau_max_total_improvement,
+             "plateau_learned_ratio": t.plateau_learned_ratio, **(learned or {})},
             remedy("The loss is stuck near its starting value: raise the learning rate, and check the gradients "
                    "(VANISHING_GRADIENTS, LR_TOO_LOW) and that the inputs carry signal.",
                    {"param": "train.lr", "op": "scale_range", "factor": 10.0})))
     return out
+
+
+def _over_baseline(inputs: DiagnosisInputs, where: dict[str, Any], cfg: DiagnoseConfig) -> Optional[dict[str, Any]]:
+    """The unit's model against the popularity baseline on ``diagnose.metric@k``, or None without both values."""
+    model = where.get("model")
+    if model is None or model == cfg.baseline_model or not has_rows(inputs.metrics):
+        return None
+    metrics = same_run(inputs.metrics, where)
+    split = pick_split(metrics, model, cfg.metric, cfg.k, cfg.splits)
+    if split is None:
+        return None
+    own = metric_row(metrics, model=model, split=split, metric=cfg.metric, k=cfg.k)
+    pop = metric_row(metrics, model=cfg.baseline_model, split=split, metric=cfg.metric, k=cfg.k)
+    if own is None or pop is None or own["value"] is None or pop["value"] is None or pop["value"] <= 0:
+        return None
+    return {"metric": f"{cfg.metric}@{cfg.k}", "split": split, "value": own["value"],
+            "baseline_value": pop["value"], "ratio": own["value"] / pop["value"]}
 
 
 def _oscillation(series: Series, start: float) -> dict[str, Any]:

@@ -78,6 +78,17 @@ def test_a_flat_loss_at_its_start_is_not_divergence():
     assert f.severity == "warning" and 0.01 < f.evidence["above_start"] < 0.02
 
 
+@pytest.mark.parametrize(("ndcg", "severity"), [(0.26, "info"), (0.16, "warning"), (0.10, "warning")])
+def test_a_flat_loss_on_a_model_far_above_popularity_is_only_info(ndcg, severity):
+    # content on the default synthetic data: loss 6.14 -> 5.85 (4.8%) while val ndcg@10 is 2x popularity's
+    loss = per_epoch(6.14 - 0.015 * np.arange(20))
+    metrics = pl.DataFrame([metric("pop", "ndcg", 0.13), metric("content", "ndcg", ndcg)])
+    [f] = run(loss_plateau, curves("content", loss), metrics)
+    assert (f.code, f.severity) == ("LOSS_PLATEAU", severity)
+    assert f.evidence["ratio"] == pytest.approx(ndcg / 0.13) and f.evidence["split"] == "val"
+    assert ("learned early" in f.message) == (severity == "info")
+
+
 def test_a_loss_stuck_near_its_start_is_a_plateau():
     loss = per_epoch(7.0 - 0.007 * np.arange(20))
     [f] = run(loss_plateau, curves("mf", loss))
