@@ -66,31 +66,31 @@ def epoch_cycle_s(trained) -> float:
     return statistics.median(np.diff(ends)) if len(ends) > 1 else float("nan")
 
 
-def plain_run(name: str, data, text, cfg, out: Path) -> dict:
+def timed_run(train, name: str, data, text, cfg, out: Path) -> dict:
+    """Train with ``train`` (``train_local`` or ``train_with_ray``) and summarise its speed curves."""
     from recsys.models.registry import ModelSettings
-    from recsys.train.stage import train_local
 
     started = time.perf_counter()
-    trained = train_local(name, ModelSettings().for_model(name), data, text, cfg, out)
+    trained = train(name, ModelSettings().for_model(name), data, text, cfg, out)
     wall = time.perf_counter() - started
+    share = curve_values(trained, "instrumentation/share")
     return {"wall_s": wall, "epoch_s": statistics.median(curve_values(trained, "epoch_seconds")),
             "cycle_s": epoch_cycle_s(trained),
             "samples_per_s": statistics.median(curve_values(trained, "train/epoch_samples_per_s")),
-            "probe_share": statistics.median(curve_values(trained, "instrumentation/share")),
+            "probe_share": statistics.median(share) if share else float("nan"),
             "steps": trained.state.step, "epochs": trained.state.epoch}
+
+
+def plain_run(name: str, data, text, cfg, out: Path) -> dict:
+    from recsys.train.stage import train_local
+
+    return timed_run(train_local, name, data, text, cfg, out)
 
 
 def ray_run(name: str, data, text, cfg, out: Path) -> dict:
-    from recsys.models.registry import ModelSettings
     from recsys.train._ray import train_with_ray
 
-    started = time.perf_counter()
-    trained = train_with_ray(name, ModelSettings().for_model(name), data, text, cfg, out)
-    wall = time.perf_counter() - started
-    return {"wall_s": wall, "epoch_s": statistics.median(curve_values(trained, "epoch_seconds")),
-            "cycle_s": epoch_cycle_s(trained),
-            "samples_per_s": statistics.median(curve_values(trained, "train/epoch_samples_per_s")),
-            "steps": trained.state.step, "epochs": trained.state.epoch}
+    return timed_run(train_with_ray, name, data, text, cfg, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -46,3 +47,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("ray") and "ray_session" not in getattr(item, "fixturenames", []):
             item.fixturenames.append("ray_session")
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny models train fastest on one thread (and do not fight other processes for the CPUs)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

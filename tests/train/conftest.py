@@ -1,14 +1,10 @@
-"""Tiny models train fastest on one thread (and do not fight other processes for the CPUs)."""
+"""Every test here runs on one torch thread (``one_torch_thread`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(previous)
