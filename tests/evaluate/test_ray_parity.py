@@ -15,13 +15,10 @@ from recsys.train.data import TrainingData
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
+def _one_thread(one_torch_thread):
     """Score in this process with the one thread each actor gets: a matrix product may round differently
     with another thread count (the rows of a batch are split differently), and parity is bitwise."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(previous)
 
 
 def _world(seed=0, n_users=200, n_items=16_384):
