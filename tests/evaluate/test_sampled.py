@@ -11,6 +11,7 @@ from recsys.evaluate.rows import evaluate_users
 from recsys.evaluate.sampled import evaluate_sampled, sample_negatives
 from recsys.evaluate.topk import factor_scorer
 from recsys.evaluate.useritems import UserItems
+from tests.evaluate.worlds import random_pairs, random_world
 
 ITEM_SCORES = torch.tensor([[6.0], [5.0], [4.0], [3.0], [2.0], [1.0]])
 
@@ -89,12 +90,8 @@ def test_uniform_draws_are_uniform_and_popularity_draws_follow_popularity():
 def test_draws_are_reproducible_and_independent_of_batching():
     rng = np.random.default_rng(3)
     n_users, n_items = 40, 300
-    score = factor_scorer(torch.tensor(rng.normal(size=(n_users, 4)), dtype=torch.float32),
-                          torch.tensor(rng.normal(size=(n_items, 4)), dtype=torch.float32))
-    seen = UserItems.from_pairs(rng.integers(0, n_users, 400), rng.integers(0, n_items, 400),
-                                n_users=n_users, n_items=n_items)
-    relevant = UserItems.from_pairs(rng.integers(0, n_users, 80), rng.integers(0, n_items, 80),
-                                    n_users=n_users, n_items=n_items)
+    score, seen = random_world(rng, n_users, n_items, dim=4, n_seen=400)
+    relevant = random_pairs(rng, n_users, n_items, 80)
     users = np.flatnonzero(relevant.counts())
     kwargs = dict(seen=seen, popularity=np.bincount(seen.indices, minlength=n_items),
                   protocol="pop100", seed=5)
@@ -110,10 +107,7 @@ def test_with_every_item_a_candidate_uni100_equals_full_ranking():
     # fewer than 100 eligible items and one held-out item per user: the sampled candidates are all items
     rng = np.random.default_rng(7)
     n_users, n_items = 25, 60
-    score = factor_scorer(torch.tensor(rng.normal(size=(n_users, 3)), dtype=torch.float32),
-                          torch.tensor(rng.normal(size=(n_items, 3)), dtype=torch.float32))
-    seen = UserItems.from_pairs(rng.integers(0, n_users, 200), rng.integers(0, n_items, 200),
-                                n_users=n_users, n_items=n_items)
+    score, seen = random_world(rng, n_users, n_items, dim=3, n_seen=200)
     relevant = UserItems.from_pairs(np.arange(n_users), rng.integers(0, n_items, n_users),
                                     n_users=n_users, n_items=n_items)
     users = np.arange(n_users)

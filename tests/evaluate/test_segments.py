@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-import torch
 
 from recsys.data.config import DataConfig, DatasetConfig, SplitConfig
 from recsys.data.prepare import prepare
@@ -12,8 +11,8 @@ from recsys.evaluate.config import EvalConfig
 from recsys.evaluate.context import EvalContext
 from recsys.evaluate.rows import evaluate_users
 from recsys.evaluate.segments import item_group_rows, item_groups, popularity_groups, user_segments
-from recsys.evaluate.topk import factor_scorer
 from recsys.evaluate.useritems import UserItems
+from tests.evaluate.worlds import random_pairs, random_world
 
 
 def _hand_context() -> EvalContext:
@@ -72,12 +71,8 @@ def test_popularity_groups_partition_the_catalogue():
 def test_item_group_rows_equal_evaluating_with_the_group_items_only():
     rng = np.random.default_rng(1)
     n_users, n_items = 40, 30
-    score = factor_scorer(torch.tensor(rng.normal(size=(n_users, 3)), dtype=torch.float32),
-                          torch.tensor(rng.normal(size=(n_items, 3)), dtype=torch.float32))
-    seen = UserItems.from_pairs(rng.integers(0, n_users, 200), rng.integers(0, n_items, 200),
-                                n_users=n_users, n_items=n_items)
-    relevant = UserItems.from_pairs(rng.integers(0, n_users, 120), rng.integers(0, n_items, 120),
-                                    n_users=n_users, n_items=n_items)
+    score, seen = random_world(rng, n_users, n_items, dim=3, n_seen=200)
+    relevant = random_pairs(rng, n_users, n_items, 120)
     group = rng.random(n_items) < 0.3
     users = np.flatnonzero(relevant.counts())
     rows = evaluate_users(score, users, relevant, [3, 10], seen=seen, auc=False)
