@@ -27,7 +27,7 @@ import polars as pl
 
 from recsys.diagnose.config import DiagnoseConfig
 from recsys.diagnose.finding import Finding, fmt, severity_of
-from recsys.diagnose.inputs import DiagnosisInputs, by_unit, has_rows, metric_row, pick_split, same_run
+from recsys.diagnose.inputs import DiagnosisInputs, against_baseline, by_unit, has_rows, same_run
 from recsys.diagnose.remedies import remedy
 from recsys.diagnose.series import Series, curve, end_medians, finite_part, sign_change_share, smooth, step_curve
 
@@ -207,14 +207,11 @@ def _over_baseline(inputs: DiagnosisInputs, where: dict[str, Any], cfg: Diagnose
     model = where.get("model")
     if model is None or model == cfg.baseline_model or not has_rows(inputs.metrics):
         return None
-    metrics = same_run(inputs.metrics, where)
-    split = pick_split(metrics, model, cfg.metric, cfg.k, cfg.splits)
-    if split is None:
+    found = against_baseline(same_run(inputs.metrics, where), model, cfg.metric, cfg.k, cfg.splits,
+                             cfg.baseline_model)
+    if found is None or found[2]["value"] <= 0:
         return None
-    own = metric_row(metrics, model=model, split=split, metric=cfg.metric, k=cfg.k)
-    pop = metric_row(metrics, model=cfg.baseline_model, split=split, metric=cfg.metric, k=cfg.k)
-    if own is None or pop is None or own["value"] is None or pop["value"] is None or pop["value"] <= 0:
-        return None
+    split, own, pop = found
     return {"metric": f"{cfg.metric}@{cfg.k}", "split": split, "value": own["value"],
             "baseline_value": pop["value"], "ratio": own["value"] / pop["value"]}
 

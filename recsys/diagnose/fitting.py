@@ -19,7 +19,7 @@ import numpy as np
 from recsys.diagnose.config import DiagnoseConfig
 from recsys.diagnose.curves import loss_view, smoothed_final
 from recsys.diagnose.finding import Finding, fmt
-from recsys.diagnose.inputs import DiagnosisInputs, by_unit, has_rows, metric_row, pick_split, same_run
+from recsys.diagnose.inputs import DiagnosisInputs, against_baseline, by_unit, has_rows, same_run
 from recsys.diagnose.remedies import model_edit, remedy
 from recsys.diagnose.series import curve, finite_part, smooth, value_at
 
@@ -95,14 +95,11 @@ def underfitting(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]:
         view = loss_view(rows, cfg)
         if model is None or model == cfg.baseline_model or view is None or view.start <= 0:
             continue
-        metrics = same_run(inputs.metrics, where)
-        split = pick_split(metrics, model, cfg.metric, cfg.k, cfg.splits)
-        if split is None:
+        found = against_baseline(same_run(inputs.metrics, where), model, cfg.metric, cfg.k, cfg.splits,
+                                 cfg.baseline_model)
+        if found is None:
             continue
-        own = metric_row(metrics, model=model, split=split, metric=cfg.metric, k=cfg.k)
-        pop = metric_row(metrics, model=cfg.baseline_model, split=split, metric=cfg.metric, k=cfg.k)
-        if pop is None:
-            continue
+        split, own, pop = found
         final = smoothed_final(view, cfg)
         loss_fraction = final / view.start
         limit = pop["value"] * (1 + t.underfit_margin) if pop["value"] >= 0 else pop["value"]

@@ -197,3 +197,22 @@ def pick_split(metrics: pl.DataFrame, model: str, metric: str, k: Optional[int],
         if metric_row(metrics, model=model, split=split, metric=metric, k=k) is not None:
             return split
     return None
+
+
+def against_baseline(metrics: pl.DataFrame, model: str, metric: str, k: Optional[int], splits: Sequence[str],
+                     baseline: str) -> Optional[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """``(split, model's row, baseline's row)`` of overall ``metric@k`` in the first of ``splits`` where
+    ``model`` has it, or None when either value is missing.
+
+    >>> m = pl.DataFrame({"model": ["mf", "pop"], "split": "val", "segment": "all", "metric": "ndcg", "k": 10,
+    ...                   "value": [0.2, 0.1]})
+    >>> split, own, pop = against_baseline(m, "mf", "ndcg", 10, ["val", "test"], "pop")
+    >>> split, own["value"], pop["value"]
+    ('val', 0.2, 0.1)
+    """
+    split = pick_split(metrics, model, metric, k, splits)
+    if split is None:
+        return None
+    own = metric_row(metrics, model=model, split=split, metric=metric, k=k)
+    base = metric_row(metrics, model=baseline, split=split, metric=metric, k=k)
+    return None if base is None else (split, own, base)
