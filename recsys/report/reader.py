@@ -17,7 +17,6 @@ files and the parts of transactions that have not committed are never seen.
 
 from __future__ import annotations
 
-import glob
 import json
 import re
 from collections.abc import Iterable
@@ -25,61 +24,63 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from recsys.errors import ConfigError, DataError
+from recsys.report import locations as loc
+from recsys.report.locations import GLOB_CHARS, Location, RemotePath
 from recsys.report.schema import TABLES
 from recsys.report.writer import COMMIT_MARKER, STAGING_DIR, is_part_file
 
-RunSpec = str | Path | list[str | Path]
-
-_GLOB_CHARS = set("*?[")
+RunSpec = str | Path | RemotePath | list[str | Path | RemotePath]
 
 
-def _is_run_dir(path: Path) -> bool:
-    return path.is_dir() and any((path / table).is_dir() for table in TABLES)
+def _is_run_dir(path: Location) -> bool:
+    return any(child.name in TABLES and loc.is_dir(child) for child in loc.children(path))
 
 
-def _run_children(path: Path) -> list[Path]:
-    return sorted(child for child in path.iterdir() if _is_run_dir(child))
+def _run_children(path: Location) -> list[Location]:
+    return [child for child in loc.children(path) if _is_run_dir(child)]
 
 
-def _resolve_one(entry: str) -> list[Path]:
-    if _GLOB_CHARS & set(entry):
-        found: list[Path] = []
-        for match in sorted(glob.glob(str(Path(entry).expanduser()))):
-            path = Path(match)
+def _resolve_one(entry: str | Path | RemotePath) -> list[Location]:
+    entry = str(entry) if isinstance(entry, Path) else entry
+    if isinstance(entry, str) and GLOB_CHARS & set(entry.partition("?")[0]):
+        found: list[Location] = []
+        for path in loc.glob(entry):
             if _is_run_dir(path):
                 found.append(path)
-            elif path.is_dir():
+            elif loc.is_dir(path):
                 found.extend(_run_children(path))
         return found
-    path = Path(entry).expanduser()
-    if not path.exists():
+    path = loc.as_location(entry)
+    if not loc.exists(path):
         raise DataError("the report directory does not exist", file=str(path),
                         hint="pass a run directory, a directory of runs, or a glob such as 'reports/*'")
     if _is_run_dir(path):
         return [path]
-    children = _run_children(path) if path.is_dir() else []
+    children = _run_children(path)
     if not children:
         raise DataError("neither a run directory nor a directory holding runs", file=str(path),
                         hint="pass a directory written by a run (it holds runs/, datasets/, ...)")
     return children
 
 
-def resolve_runs(spec: RunSpec) -> list[Path]:
+def resolve_runs(spec: RunSpec) -> list[Location]:
     """The run directories selected by ``spec``: a run directory, a parent of runs, a glob, or a list of those.
+
+    Each may be a local path or a URI (``s3://bucket/reports/*``); local runs come back as
+    absolute ``Path``s, runs behind a URI as :class:`~recsys.report.locations.RemotePath`.
 
     >>> resolve_runs("no-such-reports/*")
     Traceback (most recent call last):
     ...
     recsys.errors.DataError: no report runs match 'no-such-reports/*'. What to do: run the pipeline first (python -m rayjobs.pipeline), or pass --runs with a run directory or a glob
     """
-    entries = [spec] if isinstance(spec, (str, Path)) else list(spec)
-    runs: dict[Path, None] = {}
+    entries = [spec] if isinstance(spec, (str, Path, RemotePath)) else list(spec)
+    runs: dict[Location, None] = {}
     for entry in entries:
-        for path in _resolve_one(str(entry)):
-            runs.setdefault(path.resolve(), None)
+        for path in _resolve_one(entry):
+            runs.setdefault(loc.unique_key(path), None)
     if not runs:
         shown = ", ".join(repr(str(e)) for e in entries) or "[]"
         raise DataError(f"no report runs match {shown}",
@@ -88,43 +89,60 @@ def resolve_runs(spec: RunSpec) -> list[Path]:
     return list(runs)
 
 
-def table_parts(run_dir: Path, table: str) -> list[Path]:
+def run_parts(run_dir: str | Location, tables: Iterable[str] = TABLES) -> dict[str, list[Location]]:
+    """Finished parts of each of ``tables`` in one run, those of committed, unpublished transactions included.
+
+    The run directory and its staging area are listed once (a few requests on an object store).
+
+    >>> import tempfile
+    >>> run_parts(Path(tempfile.mkdtemp()), ["metrics"])
+    {'metrics': []}
+    """
+    run_dir = loc.as_location(run_dir)
+    tables = list(tables)
+    parts: dict[str, dict[str, Location]] = {table: {} for table in tables}
+    # Staging first, then the tables: a part moved in between is then listed twice
+    # (kept once, by name) rather than missed.
+    for txn_dir in loc.children(run_dir / STAGING_DIR):
+        try:
+            entries = {child.name: child for child in loc.children(txn_dir)}
+            if COMMIT_MARKER in entries:
+                for table in (t for t in tables if t in entries):
+                    parts[table].update((p.name, p) for p in loc.children(entries[table]) if is_part_file(p))
+        except FileNotFoundError:    # published and removed while listing
+            continue
+    present = {child.name: child for child in loc.children(run_dir)}
+    for table in (t for t in tables if t in present):
+        parts[table].update((p.name, p) for p in loc.children(present[table]) if is_part_file(p))
+    return {table: [found[name] for name in sorted(found)] for table, found in parts.items()}
+
+
+def table_parts(run_dir: str | Location, table: str) -> list[Location]:
     """Finished parts of ``table`` in one run, including those of committed, not yet published transactions.
 
     >>> import tempfile
     >>> table_parts(Path(tempfile.mkdtemp()), "metrics")
     []
     """
-    parts: dict[str, Path] = {}
-    staging = run_dir / STAGING_DIR
-    # Staging first, then the table: a part moved in between is then listed twice
-    # (kept once, by name) rather than missed.
-    for txn_dir in sorted(staging.iterdir()) if staging.is_dir() else []:
-        try:
-            if (txn_dir / COMMIT_MARKER).exists() and (txn_dir / table).is_dir():
-                parts.update((p.name, p) for p in (txn_dir / table).iterdir() if is_part_file(p))
-        except FileNotFoundError:    # published and removed while listing
-            continue
-    if (run_dir / table).is_dir():
-        parts.update((p.name, p) for p in (run_dir / table).iterdir() if is_part_file(p))
-    return [parts[name] for name in sorted(parts)]
+    return run_parts(run_dir, [table])[table]
 
 
-def _published_or_staged(path: Path, run_dir: Path, table: str) -> Path:
+def _published_or_staged(path: Location, run_dir: Location, table: str) -> Location:
     """A staged part may be published between listing and reading; follow it."""
-    return path if path.exists() else run_dir / table / path.name
+    staged = path.parent.parent.parent.name == STAGING_DIR
+    return path if not staged or loc.exists(path) else run_dir / table / path.name
 
 
-def _damaged(table: str, path: Path, exc: Exception) -> DataError:
+def _damaged(table: str, path: Location, exc: Exception) -> DataError:
     return DataError(f"cannot read a part of table '{table}' ({exc})", file=str(path),
                      hint="the file is damaged; move it away and rerun the stage that wrote it")
 
 
-def _conform_old_part(path: Path, table: str) -> pl.LazyFrame:
+def _conform_old_part(path: Location, table: str) -> pl.LazyFrame:
     """Read a part written with an older schema: drop unknown columns, add missing ones as null."""
     schema = TABLES[table]
     try:
-        data = pq.read_table(path)
+        data = loc.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise _damaged(table, path, exc) from None
     arrays = []
@@ -141,19 +159,35 @@ def _conform_old_part(path: Path, table: str) -> pl.LazyFrame:
     return pl.from_arrow(pa.Table.from_arrays(arrays, schema=schema)).lazy()
 
 
-def _scan_table(table: str, parts: list[Path]) -> pl.LazyFrame:
+def _scan_remote(parts: list[RemotePath], schema: pa.Schema) -> list[pl.LazyFrame]:
+    """Lazy scans of parts behind URIs, one pyarrow dataset per filesystem."""
+    import pyarrow.dataset as ds
+
+    by_fs: dict[int, list[RemotePath]] = {}
+    for part in parts:
+        by_fs.setdefault(id(part.fs), []).append(part)
+    return [pl.scan_pyarrow_dataset(ds.dataset([p.fs_path for p in group], schema=schema, format="parquet",
+                                               filesystem=group[0].fs))
+            for group in by_fs.values()]
+
+
+def _scan_table(table: str, parts: list[Location]) -> pl.LazyFrame:
     schema = TABLES[table]
     current: list[str] = []
+    remote: list[RemotePath] = []
     frames: list[pl.LazyFrame] = []
     for path in parts:
         try:
-            file_schema = pq.read_schema(path)
+            file_schema = loc.read_schema(path)
         except (pa.ArrowException, OSError) as exc:
             raise _damaged(table, path, exc) from None
-        if file_schema.equals(schema, check_metadata=False):
-            current.append(str(path))
-        else:
+        if not file_schema.equals(schema, check_metadata=False):
             frames.append(_conform_old_part(path, table))
+        elif isinstance(path, RemotePath):
+            remote.append(path)
+        else:
+            current.append(str(path))
+    frames[:0] = _scan_remote(remote, schema) if remote else []
     if current:
         frames.insert(0, pl.scan_parquet(current, hive_partitioning=False))
     if not frames:
@@ -161,11 +195,11 @@ def _scan_table(table: str, parts: list[Path]) -> pl.LazyFrame:
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
 
-def _all_parts(runs: Iterable[Path]) -> dict[str, list[Path]]:
-    parts: dict[str, list[Path]] = {table: [] for table in TABLES}
+def _all_parts(runs: Iterable[Location]) -> dict[str, list[Location]]:
+    parts: dict[str, list[Location]] = {table: [] for table in TABLES}
     for run_dir in runs:
-        for table in TABLES:
-            parts[table].extend(_published_or_staged(p, run_dir, table) for p in table_parts(run_dir, table))
+        for table, found in run_parts(run_dir).items():
+            parts[table].extend(_published_or_staged(p, run_dir, table) for p in found)
     return parts
 
 
@@ -182,12 +216,12 @@ def scan_tables(spec: RunSpec) -> dict[str, pl.LazyFrame]:
     return {table: _scan_table(table, parts[table]) for table in TABLES}
 
 
-def _find_damaged_part(tables: Iterable[str], parts: dict[str, list[Path]]) -> DataError | None:
+def _find_damaged_part(tables: Iterable[str], parts: dict[str, list[Location]]) -> DataError | None:
     """Read every part of ``tables`` in full; the error for the first that fails, else None."""
     for table in tables:
         for path in parts[table]:
             try:
-                pq.read_table(path)
+                loc.read_table(path)
             except (pa.ArrowException, OSError) as exc:
                 return _damaged(table, path, exc)
     return None
@@ -255,12 +289,12 @@ def query(sql: str, spec: RunSpec) -> pl.DataFrame:
                           hint=f"fix the query; {describe_tables(sql)}") from None
 
 
-def _read_rows(run_dir: Path, table: str, columns: list[str] | None = None) -> list[dict]:
+def _read_rows(run_dir: Location, table: str, columns: list[str] | None = None) -> list[dict]:
     rows = []
     for part in table_parts(run_dir, table):
         path = _published_or_staged(part, run_dir, table)
         try:
-            rows.extend(pq.read_table(path, columns=columns).to_pylist())
+            rows.extend(loc.read_table(path, columns=columns).to_pylist())
         except (pa.ArrowException, OSError) as exc:
             raise _damaged(table, path, exc) from None
     return rows

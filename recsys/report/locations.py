@@ -1,0 +1,199 @@
+"""Run directories and their files on any filesystem: a local ``Path``, or a :class:`RemotePath` for a URI.
+
+The report reader walks run directories with a handful of operations (is it a
+directory, list it, does a file exist, read a Parquet file or its schema). Local
+paths keep using ``pathlib`` (and polars' own lazy Parquet scan); a URI that
+pyarrow's filesystems understand (``s3://``, ``gs://``, ``file://``, see
+:mod:`recsys.storage`) becomes a :class:`RemotePath` whose operations go through
+that filesystem. ``gs://`` takes exactly the same code path as ``s3://``.
+
+A query string on the URI (``s3://bucket/reports?endpoint_override=http://127.0.0.1:9000``)
+configures the filesystem and is kept on every path below it.
+
+>>> p = as_location("s3://bucket/reports?region=eu-west-1") / "run-1" / "metrics"
+>>> str(p), p.name, p.fs_path
+('s3://bucket/reports/run-1/metrics?region=eu-west-1', 'metrics', 'bucket/reports/run-1/metrics')
+>>> as_location("reports/run-1").name
+'run-1'
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recsys.storage import is_uri, resolve
+
+GLOB_CHARS = frozenset("*?[")
+
+
+@functools.lru_cache(maxsize=32)
+def _filesystem(root_uri: str):
+    """One pyarrow filesystem per ``scheme://bucket?query`` (S3 clients are costly to create)."""
+    return resolve(root_uri, setting="--runs")[0]
+
+
+@dataclass(frozen=True)
+class RemotePath:
+    """A file or directory named by a URI, read through a pyarrow filesystem."""
+
+    uri: str          # scheme://bucket/key, no query
+    query: str = ""   # "" or "?key=value&..."
+
+    @classmethod
+    def parse(cls, text: str) -> RemotePath:
+        base, _, query = text.partition("?")
+        return cls(base.rstrip("/") if base.count("/") > 2 else base, f"?{query}" if query else "")
+
+    def __truediv__(self, name: str) -> RemotePath:
+        return RemotePath(f"{self.uri.rstrip('/')}/{name.strip('/')}", self.query)
+
+    def __str__(self) -> str:
+        return self.uri + self.query
+
+    @property
+    def scheme(self) -> str:
+        return self.uri.split("://", 1)[0].lower()
+
+    @property
+    def name(self) -> str:
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> RemotePath:
+        head = self.uri.rstrip("/").rsplit("/", 1)[0]
+        return RemotePath(head if "://" in head and head.split("://", 1)[1] else self.uri, self.query)
+
+    @property
+    def fs(self):
+        rest = self.uri.split("://", 1)[1]
+        bucket = "" if self.scheme == "file" else rest.split("/", 1)[0]
+        return _filesystem(f"{self.scheme}://{bucket}{'/' if self.scheme == 'file' else ''}{self.query}")
+
+    @property
+    def fs_path(self) -> str:
+        rest = self.uri.split("://", 1)[1]
+        return rest.rstrip("/") or "/"
+
+
+Location = Path | RemotePath
+
+
+def as_location(text: str | Path) -> Location:
+    """A ``Path`` for a local path (``~`` expanded), a :class:`RemotePath` for a URI."""
+    if isinstance(text, (Path, RemotePath)):
+        return text
+    return RemotePath.parse(text) if is_uri(text) else Path(text).expanduser()
+
+
+def _info(path: RemotePath):
+    return path.fs.get_file_info(path.fs_path)
+
+
+def is_dir(path: Location) -> bool:
+    """True when ``path`` is a directory (on S3: a prefix holding objects)."""
+    if isinstance(path, Path):
+        return path.is_dir()
+    import pyarrow.fs as pafs
+
+    return _info(path).type == pafs.FileType.Directory
+
+
+def exists(path: Location) -> bool:
+    """True when ``path`` is a file or a directory."""
+    if isinstance(path, Path):
+        return path.exists()
+    import pyarrow.fs as pafs
+
+    return _info(path).type != pafs.FileType.NotFound
+
+
+def children(path: Location) -> list[Location]:
+    """Entries directly inside directory ``path``, sorted by name; [] when it is not a directory."""
+    if isinstance(path, Path):
+        return sorted(path.iterdir()) if path.is_dir() else []
+    import pyarrow.fs as pafs
+
+    try:
+        infos = path.fs.get_file_info(pafs.FileSelector(path.fs_path, allow_not_found=True))
+    except (OSError, pa.ArrowException):
+        return []
+    return sorted((path / info.base_name for info in infos), key=lambda p: p.name)
+
+
+def glob(pattern: str) -> list[Location]:
+    """Paths matching a glob (``*``, ``?``, ``[...]``) in any component, local or URI, sorted.
+
+    >>> glob("no-such-dir-anywhere/*")
+    []
+    """
+    if not is_uri(pattern):
+        import glob as globlib
+
+        return [Path(p) for p in sorted(globlib.glob(str(Path(pattern).expanduser())))]
+    root = RemotePath.parse(pattern)
+    scheme_part, rest = root.uri.split("://", 1)
+    parts = rest.split("/")
+    fixed = next(i for i, part in enumerate(parts) if GLOB_CHARS & set(part))
+    current = [RemotePath(f"{scheme_part}://{'/'.join(parts[:fixed])}", root.query)]
+    for part in parts[fixed:]:
+        if GLOB_CHARS & set(part):
+            current = [c for d in current for c in children(d) if fnmatch.fnmatchcase(c.name, part)]
+        else:
+            current = [d / part for d in current if exists(d / part)]
+    return sorted(current, key=str)
+
+
+def unique_key(path: Location) -> Location:
+    """A key that is equal for two spellings of the same run (absolute local paths)."""
+    return path.resolve() if isinstance(path, Path) else path
+
+
+def read_table(path: Location, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file as an Arrow table."""
+    if isinstance(path, Path):
+        return pq.read_table(path, columns=columns)
+    return pq.read_table(path.fs_path, columns=columns, filesystem=path.fs)
+
+
+def read_schema(path: Location) -> pa.Schema:
+    """The Arrow schema of one Parquet file (its footer only)."""
+    if isinstance(path, Path):
+        return pq.read_schema(path)
+    return pq.read_schema(path.fs_path, filesystem=path.fs)
+
+
+def row_count(path: Location) -> int:
+    """Rows in one Parquet file, from its footer."""
+    if isinstance(path, Path):
+        return pq.read_metadata(path).num_rows
+    return pq.read_metadata(path.fs_path, filesystem=path.fs).num_rows
+
+
+def read_text(path: Location) -> str:
+    """A small text file, decoded as UTF-8."""
+    if isinstance(path, Path):
+        return path.read_text(encoding="utf-8")
+    with path.fs.open_input_stream(path.fs_path) as stream:
+        return stream.read().decode("utf-8")
+
+
+def write_text_atomic(path: Location, text: str) -> None:
+    """Write a text file so that readers see the old content or the new one, never a part.
+
+    Locally: a temporary name, fsync, rename (the report writer's publish helper).
+    On object stores a single PUT is already all-or-nothing.
+    """
+    data = text.encode("utf-8")
+    if isinstance(path, Path):
+        from recsys.report.writer import _publish_atomic
+
+        _publish_atomic(path, lambda handle: handle.write(data))
+        return
+    with path.fs.open_output_stream(path.fs_path) as stream:
+        stream.write(data)
