@@ -148,4 +148,11 @@ def run_stages(cfg: RecsysConfig, stages: list[str] | None = None) -> Path:
         print(diagnosis)              # the per-model diagnosis of every dataset comes after every stage
     print(f"run {run_id} succeeded; report tables in {report_dir}")
     print(f"query them with: recsys report query \"SELECT * FROM datasets\" --runs {report_dir}")
+    try:
+        from recsys.report.html import write_html
+
+        print(f"HTML report: {write_html(report_dir)}")
+    except Exception as exc:  # noqa: BLE001 - the tables are committed; the page can be rebuilt later
+        log.error("could not write the HTML report (%s: %s); the run's tables are complete, "
+                  "rebuild it with: recsys report html %s", type(exc).__name__, exc, report_dir)
     return report_dir
