@@ -1,7 +1,8 @@
 """The ``recsys`` console script.
 
-``recsys report list | show | query | compare`` read the Parquet report tables
-that runs leave behind (docs/report.md). Errors print one line on stderr and exit with 2.
+``recsys report list | show | query | compare | export | html`` read the Parquet
+report tables that runs leave behind (docs/report.md), from local directories or
+``s3://``/``gs://`` URIs. Errors print one line on stderr and exit with 2.
 
 >>> main(["report", "list", "--runs", "no-such-reports/*"])
 2
@@ -10,25 +11,23 @@ that runs leave behind (docs/report.md). Errors print one line on stderr and exi
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
 import sys
 from collections.abc import Callable
-from typing import TextIO
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from recsys.errors import ConfigError, DataError, RecsysError
-from recsys.report.reader import list_runs, query, resolve_runs, scan_tables, table_parts
-from recsys.report.schema import TABLES, schema_for
+from recsys.evaluate.config import SIGNIFICANCE_TESTS
+from recsys.report import cli_runs
+from recsys.report.cli_output import FORMATS, TABLE_ROWS_DEFAULT, print_frame, short_path
+from recsys.report.reader import list_runs, query
+from recsys.report.schema import TABLES
 
 DEFAULT_RUNS = "reports/*"
-FORMATS = ("table", "csv", "json")
+DEFAULT_ROOT = "reports"
 COMPARE_PARTS = ("rankings", "insights", "both")
-TABLE_ROWS_DEFAULT = 100
+
+__all__ = ["build_parser", "main", "print_frame"]
 
 
 def _non_negative(text: str) -> int:
@@ -46,6 +45,18 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
                         help="output format (default: table)")
     parser.add_argument("--limit", type=_non_negative, default=None, metavar="N",
                         help=f"print at most N rows (default: all for csv/json, {TABLE_ROWS_DEFAULT} for table)")
+
+
+def _add_run_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="a run directory (path or s3://, gs:// URI) or a run id under --root")
+    parser.add_argument("--root", default=DEFAULT_ROOT, metavar="DIR",
+                        help=f"where run ids are looked up (default: {DEFAULT_ROOT})")
+
+
+def _add_row_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--where", metavar="SQL", help="keep rows where this SQL condition holds, e.g. \"model = 'mf'\"")
+    parser.add_argument("--filter", action="append", metavar="COL=VALUE",
+                        help="keep rows whose column equals the value (repeatable; compared as text)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,11 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(listing)
     listing.set_defaults(handler=_cmd_list)
 
-    show = report_commands.add_parser("show", help="summary of one run, or one of its tables")
-    show.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory")
-    show.add_argument("--table", metavar="NAME", help=f"print this table of the run ({', '.join(TABLES)})")
+    show = report_commands.add_parser("show", help="summary of one run, or one of its tables (filtered)")
+    _add_run_argument(show)
+    show.add_argument("table_name", nargs="?", metavar="TABLE", help=f"print this table ({', '.join(TABLES)})")
+    show.add_argument("--table", metavar="NAME", help="the same as TABLE")
+    _add_row_filters(show)
+    show.add_argument("--columns", metavar="A,B", help="print only these columns")
     _add_output_options(show)
-    show.set_defaults(handler=_cmd_show)
+    show.set_defaults(handler=cli_runs.cmd_show)
+
+    export = report_commands.add_parser("export", help="write a run's tables as CSV or JSON files")
+    _add_run_argument(export)
+    export.add_argument("--format", choices=("csv", "json"), default="csv", help="file format (default: csv)")
+    export.add_argument("--table", action="append", metavar="NAME",
+                        help="export this table (repeatable; default: every table with rows)")
+    export.add_argument("--out", metavar="DIR",
+                        help="directory for <table>.<format> files (default: <run_id>-export); "
+                             "'-' prints one table on stdout")
+    _add_row_filters(export)
+    export.set_defaults(handler=cli_runs.cmd_export)
+
+    page = report_commands.add_parser("html", help="write the run's HTML report (report.html) and print its path")
+    _add_run_argument(page)
+    page.add_argument("--out", metavar="FILE", help="write here instead of <run>/report.html")
+    page.add_argument("--open", action="store_true", help="open it in the default web browser")
+    page.set_defaults(handler=cli_runs.cmd_html)
 
     sql = report_commands.add_parser("query", help="run polars SQL over every table of the selected runs")
     sql.add_argument("sql", metavar="SQL", help="the query; tables are named runs, datasets, metrics, ...")
@@ -80,88 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(sql)
     sql.set_defaults(handler=_cmd_query)
 
-    compare = report_commands.add_parser("compare", help="models ranked per dataset and segment, and the lines "
-                                                         "that compare them (tables rankings and insights)")
+    compare = report_commands.add_parser(
+        "compare", help="RUN_A RUN_B: metric deltas between two runs with significance; without runs: models "
+                        "ranked per dataset and segment, and the lines that compare them (rankings, insights)")
+    compare.add_argument("pair", nargs="*", metavar="RUN", help="two runs to compare (directories or run ids)")
     compare.add_argument("--runs", default=DEFAULT_RUNS, metavar="GLOB",
-                         help=f"run directory, directory of runs, or glob (default: {DEFAULT_RUNS})")
-    compare.add_argument("--metric", default="ndcg@10", metavar="NAME@K",
-                         help="metric of the ranking shown (default: ndcg@10)")
-    compare.add_argument("--segment", default="all", help="segment of the ranking shown (default: all)")
-    compare.add_argument("--split", default="test", help="split of the ranking shown (default: test)")
+                         help=f"without RUN_A RUN_B: the runs whose models are ranked (default: {DEFAULT_RUNS})")
+    compare.add_argument("--root", default=DEFAULT_ROOT, metavar="DIR",
+                         help=f"where run ids are looked up (default: {DEFAULT_ROOT})")
+    compare.add_argument("--metric", default=None, metavar="NAME@K",
+                         help="metric shown (rankings default: ndcg@10; run vs run default: every metric)")
+    compare.add_argument("--segment", default="all", help="segment shown (default: all; '*' every segment)")
+    compare.add_argument("--split", default="test", help="split shown (default: test; '*' every split)")
+    compare.add_argument("--test", choices=SIGNIFICANCE_TESTS, default="paired_t",
+                         help="run vs run: paired test over the users both runs evaluated (default: paired_t)")
     compare.add_argument("--show", choices=COMPARE_PARTS, default="both",
                          help="rankings, insights or both (default; table format only)")
     _add_output_options(compare)
     compare.set_defaults(handler=_cmd_compare)
     return parser
-
-
-# ---------------------------------------------------------------- output
-
-
-def print_frame(frame: pl.DataFrame, fmt: str = "table", limit: int | None = None,
-                out: TextIO | None = None) -> None:
-    """Print ``frame`` as a readable table, CSV or JSON (a list of row objects).
-
-    >>> print_frame(pl.DataFrame({"model": ["mf"], "value": [0.25]}), "csv")
-    model,value
-    mf,0.25
-    """
-    out = out or sys.stdout
-    total = frame.height
-    if fmt == "table" and limit is None:
-        limit = TABLE_ROWS_DEFAULT
-    if limit is not None:
-        frame = frame.head(limit)
-    if fmt == "csv":
-        out.write(frame.write_csv())
-    elif fmt == "json":
-        out.write(frame.write_json() + "\n")
-    else:
-        width = max(shutil.get_terminal_size((200, 24)).columns, 200)
-        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=max(width, 70 * frame.width),
-                       fmt_str_lengths=60, fmt_table_cell_list_len=10):
-            out.write(f"{frame}\n")
-        if frame.height < total:
-            print(f"(showing {frame.height} of {total} rows; use --limit N or --format csv for more)",
-                  file=sys.stderr)
-
-
-def _row_count(path) -> int:
-    try:
-        return pq.read_metadata(path).num_rows
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"cannot read a report part ({exc})", file=str(path),
-                        hint="the file is damaged; move it away and rerun the stage that wrote it") from None
-
-
-def _short_path(path: str) -> str:
-    """The path relative to the working directory when it lies below it."""
-    relative = os.path.relpath(path)
-    return path if relative.startswith("..") else relative
-
-
-def _utc(moment) -> str:
-    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
-
-
-def _print_run_summary(run: dict, counts: dict[str, int], out: TextIO) -> None:
-    duration = f"{run['duration_s']:.1f} s" if run["duration_s"] is not None else "-"
-    lines = [
-        ("run", run["run_id"]),
-        ("status", run["status"]),
-        ("started", _utc(run["started_at"])),
-        ("ended", _utc(run["ended_at"])),
-        ("duration", duration),
-        ("stages", run["stages"] or "-"),
-        ("datasets", run["datasets"] or "-"),
-        ("error", run["error"] or "-"),
-        ("directory", _short_path(run["path"])),
-    ]
-    for key, value in lines:
-        out.write(f"{key:<10} {value}\n")
-    out.write("\ntable               rows\n")
-    for table, count in counts.items():
-        out.write(f"{table:<18} {count:>6}\n")
 
 
 # ---------------------------------------------------------------- commands
@@ -170,31 +138,9 @@ def _print_run_summary(run: dict, counts: dict[str, int], out: TextIO) -> None:
 def _cmd_list(args: argparse.Namespace) -> int:
     runs = list_runs(args.runs).select(
         "run_id", "status", pl.col("started_at").dt.truncate("1s"), "duration_s",
-        "datasets", "stages", "error", pl.col("path").map_elements(_short_path, return_dtype=pl.String),
+        "datasets", "stages", "error", "models", pl.col("path").map_elements(short_path, return_dtype=pl.String),
     )
     print_frame(runs, args.format, args.limit)
-    return 0
-
-
-def _cmd_show(args: argparse.Namespace) -> int:
-    runs = resolve_runs(args.run_dir)
-    if len(runs) != 1:
-        raise ConfigError(f"show takes one run, but {args.run_dir!r} selects {len(runs)}",
-                          hint="pass one run directory; `recsys report list` shows them")
-    run_dir = runs[0]
-    if args.table:
-        schema_for(args.table)
-        print_frame(scan_tables(run_dir)[args.table].collect(), args.format, args.limit)
-        return 0
-    listing = list_runs(run_dir)
-    if listing.is_empty():
-        raise DataError("the run has no runs row (it did not start through RunWriter)",
-                        file=str(run_dir), hint="use --table NAME to look at its tables")
-    counts = {table: sum(_row_count(p) for p in table_parts(run_dir, table)) for table in TABLES}
-    _print_run_summary(listing.row(0, named=True), counts, sys.stdout)
-    runs_row = scan_tables(run_dir)["runs"].collect().row(0, named=True)
-    for key in ("versions", "cluster", "config"):
-        sys.stdout.write(f"\n{key}\n{json.dumps(json.loads(runs_row[key]), indent=2, sort_keys=True)}\n")
     return 0
 
 
@@ -209,7 +155,7 @@ def _compare_frames(args: argparse.Namespace) -> tuple[pl.DataFrame, pl.DataFram
     from recsys.evaluate.rows import split_column_name
 
     try:
-        metric, k = split_column_name(args.metric)
+        metric, k = split_column_name(args.metric or "ndcg@10")
     except (ValueError, TypeError):
         raise ConfigError(f"cannot read metric {args.metric!r}", setting="--metric",
                           hint="write it as name@k, e.g. ndcg@10, or a bare name such as auc") from None
@@ -235,6 +181,8 @@ def _compare_frames(args: argparse.Namespace) -> tuple[pl.DataFrame, pl.DataFram
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    if args.pair:
+        return cli_runs.cmd_compare_runs(args)
     if args.format != "table" and args.show == "both":
         raise ConfigError(f"--format {args.format} prints one table", setting="--show",
                           hint="add --show rankings or --show insights")
@@ -243,7 +191,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print_frame(rankings if args.show == "rankings" else insights, args.format, args.limit)
         return 0
     if args.show in ("rankings", "both"):
-        sys.stdout.write(f"rankings by {args.metric}, segment {args.segment}, {args.split} split:\n")
+        sys.stdout.write(f"rankings by {args.metric or 'ndcg@10'}, segment {args.segment}, {args.split} split:\n")
         print_frame(rankings, "table", args.limit)
     if args.show in ("insights", "both"):
         sys.stdout.write("insights:\n")

@@ -117,6 +117,34 @@ def run_parts(run_dir: str | Location, tables: Iterable[str] = TABLES) -> dict[s
     return {table: [found[name] for name in sorted(found)] for table, found in parts.items()}
 
 
+def find_run(run: str | Path, root: str | Path = "reports") -> Location:
+    """One run: a run directory (local path or URI), or the id of a run directly under ``root``.
+
+    >>> find_run("no-such-run", root="no-such-reports")
+    Traceback (most recent call last):
+    ...
+    recsys.errors.DataError: no run 'no-such-run': not a run directory, nor the id of a run under 'no-such-reports' (which does not exist). What to do: pass a run directory or a run id; `recsys report list` shows the runs
+    """
+    path = loc.as_location(run)
+    if _is_run_dir(path):
+        return loc.unique_key(path)
+    if loc.exists(path):
+        runs = resolve_runs(path)
+        if len(runs) == 1:
+            return runs[0]
+        raise ConfigError(f"one run is needed, but {str(run)!r} selects {len(runs)}",
+                          hint="pass one run directory; `recsys report list` shows them")
+    base = loc.as_location(root)
+    name = str(run)
+    if "/" not in name and _is_run_dir(base / name):
+        return loc.unique_key(base / name)
+    known = sorted(child.name for child in _run_children(base)) if loc.is_dir(base) else None
+    where = (" (which does not exist)" if known is None
+             else f" (runs there: {', '.join(known[-20:])})" if known else " (which holds no runs)")
+    raise DataError(f"no run {name!r}: not a run directory, nor the id of a run under {str(root)!r}{where}",
+                    hint="pass a run directory or a run id; `recsys report list` shows the runs")
+
+
 def table_parts(run_dir: str | Location, table: str) -> list[Location]:
     """Finished parts of ``table`` in one run, including those of committed, not yet published transactions.
 
@@ -305,7 +333,7 @@ def _seconds_between(start, end) -> float | None:
 
 
 def list_runs(spec: RunSpec) -> pl.DataFrame:
-    """One row per selected run: id, status, times, duration, datasets, completed stages and directory.
+    """One row per selected run: id, status, times, duration, datasets, models, completed stages and directory.
 
     >>> import tempfile
     >>> from recsys.report.writer import RunWriter
@@ -316,10 +344,14 @@ def list_runs(spec: RunSpec) -> pl.DataFrame:
     """
     rows: list[dict] = []
     datasets: dict[str, set[str]] = {}
+    models: dict[str, set[str]] = {}
     for run_dir in resolve_runs(spec):
         rows.extend({**row, "path": str(run_dir)} for row in _read_rows(run_dir, "runs"))
         for row in _read_rows(run_dir, "datasets", columns=["run_id", "dataset"]):
             datasets.setdefault(row["run_id"], set()).add(row["dataset"])
+        for table in ("metrics", "curves"):
+            for row in _read_rows(run_dir, table, columns=["run_id", "model"]):
+                models.setdefault(row["run_id"], set()).add(row["model"])
     return pl.DataFrame(
         [
             {
@@ -329,6 +361,7 @@ def list_runs(spec: RunSpec) -> pl.DataFrame:
                 "ended_at": row["ended_at"],
                 "duration_s": _seconds_between(row["started_at"], row["ended_at"]),
                 "datasets": ",".join(sorted(datasets.get(row["run_id"], ()))),
+                "models": ",".join(sorted(models.get(row["run_id"], ()))),
                 "stages": ",".join(json.loads(row["stages"])),
                 "error": row["error"],
                 "path": row["path"],
@@ -338,7 +371,7 @@ def list_runs(spec: RunSpec) -> pl.DataFrame:
         schema={
             "run_id": pl.String, "status": pl.String,
             "started_at": pl.Datetime("us", "UTC"), "ended_at": pl.Datetime("us", "UTC"),
-            "duration_s": pl.Float64, "datasets": pl.String, "stages": pl.String,
+            "duration_s": pl.Float64, "datasets": pl.String, "models": pl.String, "stages": pl.String,
             "error": pl.String, "path": pl.String,
         },
     ).sort("started_at", "run_id")

@@ -131,7 +131,7 @@ def test_show_one_table(reports, capsys):
         (["report", "query", "SELEC * FROM metrics"], "sql parser error"),
         (["report", "query", "SELECT 1", "--runs", "nowhere/*"], "no report runs match 'nowhere/*'"),
         (["report", "list", "--runs", "nowhere"], "nowhere: the report directory does not exist"),
-        (["report", "show", "reports"], "show takes one run, but 'reports' selects 2"),
+        (["report", "show", "reports"], "one run is needed, but 'reports' selects 2"),
         (["report", "show", "reports/20260101-000000-aaaaaa", "--table", "metric"],
          "unknown report table 'metric'"),
     ],

@@ -216,10 +216,11 @@ def test_list_runs_reports_status_stages_datasets_and_errors(tmp_path):
     RunWriter(root / "run-3", run_id="run-3").start()         # still running
     runs = list_runs(str(root / "*"))
     assert runs.columns == ["run_id", "status", "started_at", "ended_at", "duration_s", "datasets",
-                            "stages", "error", "path"]
+                            "models", "stages", "error", "path"]
     by_id = {row["run_id"]: row for row in runs.iter_rows(named=True)}
     assert by_id["run-1"]["status"] == "succeeded"
     assert by_id["run-1"]["datasets"] == "movielens,synthetic"
+    assert (by_id["run-1"]["models"], by_id["run-2"]["models"]) == ("mf", "")
     assert by_id["run-1"]["stages"] == "prepare,evaluate"
     assert by_id["run-1"]["duration_s"] >= 0
     assert (by_id["run-2"]["status"], by_id["run-2"]["error"]) == ("failed", "RuntimeError: training diverged")
