@@ -15,8 +15,11 @@ class RayConfig:
     """``ray.*`` settings.
 
     ``address`` None starts a local single-node Ray with ``num_cpus`` (default: all
-    cores of this machine); ``auto`` joins the cluster this machine belongs to; any
-    other value (``ray://host:10001``, ``host:6379``) is passed to ``ray.init``.
+    cores of this machine), its dashboard (when ``include_dashboard``) bound to
+    ``127.0.0.1`` only; inside a Ray job (``ray job submit`` sets ``RAY_ADDRESS``)
+    None joins that job's cluster instead. ``auto`` joins the cluster this machine
+    belongs to; any other value (``ray://host:10001``, ``host:6379``) is passed to
+    ``ray.init``.
 
     >>> RayConfig().address is None
     True
@@ -31,26 +34,48 @@ class RayConfig:
     runtime_env: dict[str, str] = field(default_factory=dict)  # env vars for workers
 
 
+LOCAL_DASHBOARD_HOST = "127.0.0.1"   # a local Ray never listens beyond this machine
+
+
+def effective_address(cfg: RayConfig, environ: dict | None = None) -> str | None:
+    """The address ``init_ray`` joins: ``ray.address``, else the job's ``RAY_ADDRESS``, else None (start local).
+
+    >>> effective_address(RayConfig(), {}) is None
+    True
+    >>> effective_address(RayConfig(), {"RAY_ADDRESS": "10.0.0.1:6379"})
+    'auto'
+    >>> effective_address(RayConfig(address="ray://head:10001"), {"RAY_ADDRESS": "x"})
+    'ray://head:10001'
+    """
+    environ = os.environ if environ is None else environ
+    if cfg.address is not None:
+        return cfg.address
+    return "auto" if environ.get("RAY_ADDRESS") else None
+
+
 def init_ray(cfg: RayConfig) -> dict:
     """Start or join Ray as configured and return the cluster's resources.
 
-    Reuses an already initialised Ray (tests share one session).
+    Reuses an already initialised Ray (tests share one session). A local Ray binds
+    its dashboard and job server to ``127.0.0.1``.
     """
     import ray
 
     if not ray.is_initialized():
         env = {"env_vars": dict(cfg.runtime_env)} if cfg.runtime_env else None
-        if cfg.address is None:
+        address = effective_address(cfg)
+        if address is None:
             ray.init(
                 num_cpus=cfg.num_cpus or os.cpu_count(),
                 num_gpus=cfg.num_gpus,
                 object_store_memory=cfg.object_store_memory,
                 include_dashboard=cfg.include_dashboard,
+                dashboard_host=LOCAL_DASHBOARD_HOST,
                 log_to_driver=cfg.log_to_driver,
                 runtime_env=env,
             )
         else:
-            ray.init(address=cfg.address, log_to_driver=cfg.log_to_driver, runtime_env=env)
+            ray.init(address=address, log_to_driver=cfg.log_to_driver, runtime_env=env)
     return dict(ray.cluster_resources())
 
 

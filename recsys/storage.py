@@ -64,3 +64,107 @@ def join(location: str | Path, *parts: str) -> str:
     if is_uri(location):
         return "/".join([str(location).rstrip("/"), *(p.strip("/") for p in parts)])
     return str(Path(location, *parts))
+
+
+# ---------------------------------------------------------------- files on any filesystem
+
+
+def parent(location: str | Path) -> str:
+    """The directory holding ``location`` (a URI stays a URI).
+
+    >>> parent("s3://bucket/reports/run-1/metrics/part-1.parquet")
+    's3://bucket/reports/run-1/metrics'
+    >>> parent("/tmp/a/b")
+    '/tmp/a'
+    """
+    if is_uri(location):
+        return str(location).rstrip("/").rsplit("/", 1)[0]
+    return str(Path(location).parent)
+
+
+def exists(location: str | Path) -> bool:
+    """True when a file or directory is at ``location``.
+
+    >>> exists("file:///"), exists("/no/such/place/here")
+    (True, False)
+    """
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(location)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def list_names(location: str | Path, prefix: str = "", suffix: str = "") -> list[str]:
+    """Sorted names of the files directly inside the directory ``location`` (none when it is missing).
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = write_bytes(join(folder, "part-1.parquet"), b"x")
+    >>> list_names(folder, prefix="part-"), list_names(join(folder, "missing"))
+    (['part-1.parquet'], [])
+    """
+    import pyarrow.fs as pafs
+
+    fs, path = resolve(location)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    names = (info.base_name for info in infos if info.type == pafs.FileType.File)
+    return sorted(n for n in names if n.startswith(prefix) and n.endswith(suffix))
+
+
+def write_bytes(location: str | Path, data: bytes) -> str:
+    """Write ``data`` to ``location`` so that it appears whole or not at all; return the location.
+
+    The bytes go to a hidden temporary name beside it, then move into place: a rename
+    on local disks, and on object stores (where every object appears whole anyway) a
+    server-side copy. Parent directories are created.
+
+    >>> import tempfile
+    >>> target = join(tempfile.mkdtemp(), "a", "b.txt")
+    >>> read_bytes(write_bytes(target, b"hello"))
+    b'hello'
+    """
+    import secrets
+
+    fs, path = resolve(location)
+    folder, _, name = path.rpartition("/")
+    fs.create_dir(folder, recursive=True)
+    tmp = f"{folder}/.{name}.{secrets.token_hex(4)}.tmp"
+    try:
+        with fs.open_output_stream(tmp) as out:
+            out.write(data)
+        fs.move(tmp, path)
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except OSError:
+            pass
+        raise
+    return str(location)
+
+
+def read_bytes(location: str | Path) -> bytes:
+    """The whole content of the file at ``location``."""
+    fs, path = resolve(location)
+    with fs.open_input_stream(path) as handle:
+        return handle.read()
+
+
+def upload(local_file: str | Path, location: str | Path) -> str:
+    """Copy a local file to ``location`` (any filesystem), whole or not at all; return the location.
+
+    >>> import tempfile
+    >>> source = Path(tempfile.mkdtemp()) / "f.bin"
+    >>> _ = source.write_bytes(b"abc")
+    >>> read_bytes(upload(source, "file://" + str(source.parent / "g.bin")))
+    b'abc'
+    """
+    return write_bytes(location, Path(local_file).read_bytes())
+
+
+def download(location: str | Path, local_file: str | Path) -> Path:
+    """Copy the file at ``location`` to a local file; return the local path."""
+    local_file = Path(local_file)
+    local_file.parent.mkdir(parents=True, exist_ok=True)
+    local_file.write_bytes(read_bytes(location))
+    return local_file
+
