@@ -35,8 +35,9 @@ from recsys.evaluate.crossdata import check_compare_config
 from recsys.evaluate.stage import stage_evaluate
 from recsys.train.stage import stage_train
 from recsys.errors import ConfigError
-from recsys.report.writer import RunWriter, new_run_id
+from recsys.report.writer import RunWriter, check_run_id, new_run_id
 from recsys.runtime import init_ray
+from recsys.storage import is_uri, join
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,20 @@ RUN_STAGES: dict[str, Callable[[RunLevelState], None]] = {
 }
 
 
-def report_dir_for(cfg: RecsysConfig, run_id: str) -> Path:
-    return Path(cfg.report.dir) if cfg.report.dir else Path(cfg.report.root) / run_id
+def report_dir_for(cfg: RecsysConfig, run_id: str) -> Path | str:
+    """``report.dir``, else ``<report.root>/<run_id>``; a URI stays a string.
+
+    >>> str(report_dir_for(RecsysConfig(), "r1")), report_dir_for(replace(RecsysConfig(), report=replace(
+    ...     RecsysConfig().report, root="s3://bucket/reports")), "r1")
+    ('reports/r1', 's3://bucket/reports/r1')
+    """
+    if cfg.report.dir:
+        return cfg.report.dir if is_uri(cfg.report.dir) else Path(cfg.report.dir)
+    check_run_id(run_id, setting="report.root")
+    return join(cfg.report.root, run_id) if is_uri(cfg.report.root) else Path(cfg.report.root) / run_id
 
 
-def dataset_config(cfg: RecsysConfig, dataset: DatasetConfig, report_dir: Path, several: bool) -> RecsysConfig:
+def dataset_config(cfg: RecsysConfig, dataset: DatasetConfig, report_dir: Path | str, several: bool) -> RecsysConfig:
     """The config one dataset's stages see: ``dataset`` set to it; with several, checkpoints apart per dataset.
 
     >>> cfg = dataset_config(RecsysConfig(), DatasetConfig(label="small"), Path("reports/r1"), several=True)
@@ -94,8 +104,8 @@ def dataset_config(cfg: RecsysConfig, dataset: DatasetConfig, report_dir: Path, 
     """
     train = cfg.train
     if several:
-        root = Path(cfg.train.checkpoint_dir) if cfg.train.checkpoint_dir else report_dir / "checkpoints"
-        train = replace(cfg.train, checkpoint_dir=str(root / dataset_label(dataset)))
+        root = cfg.train.checkpoint_dir or join(report_dir, "checkpoints")
+        train = replace(cfg.train, checkpoint_dir=join(root, dataset_label(dataset)))
     return replace(cfg, dataset=dataset, datasets=[], train=train)
 
 

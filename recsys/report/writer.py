@@ -13,6 +13,15 @@ A transaction stages its parts and publishes them on clean exit; a
 finish a publish that a crash interrupted, so a transaction is seen whole or
 not at all.
 
+``report.dir`` may also be a URI that pyarrow filesystems understand
+(``s3://bucket/reports/run-1``, ``gs://...``): the run is then written exactly as
+above into a local working copy, and every file published there (a part, a
+committed transaction's parts, the runs row, a text file) is uploaded to the
+same relative place under the URI, each object appearing whole (written under a
+hidden name, then moved). Parts of one transaction are uploaded one after the
+other, so a reader of the URI may see some of them a moment before the rest;
+the runs row is uploaded last, when the stage is marked done.
+
 >>> import tempfile, pathlib
 >>> run_dir = pathlib.Path(tempfile.mkdtemp()) / "run"
 >>> with RunWriter(run_dir, run_id="r1", config={"seed": 0}) as run:
@@ -26,12 +35,15 @@ not at all.
 from __future__ import annotations
 
 import atexit
+import io
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -46,6 +58,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import recsys
+from recsys import storage
 from recsys.errors import ConfigError, DataError
 from recsys.report.rows import Rows, conform_rows
 from recsys.report.schema import RUN_STATUSES
@@ -70,6 +83,28 @@ def new_run_id(now: datetime | None = None) -> str:
     """
     now = now or datetime.now(timezone.utc)
     return f"{now.astimezone(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_run_id(run_id: str, setting: str = "run_id") -> str:
+    """``run_id`` if it is a safe single path component (letters, digits, ``.``, ``_``, ``-``), else a ConfigError.
+
+    Run ids name directories under ``report.root`` and Ray Train runs, so one that
+    holds a separator or ``..`` could write outside the report directory.
+
+    >>> check_run_id("20261129-193000-ab12cd")
+    '20261129-193000-ab12cd'
+    >>> check_run_id("../../etc")
+    Traceback (most recent call last):
+    ...
+    recsys.errors.ConfigError: setting 'run_id': run id '../../etc' is not a plain name. What to do: use letters, digits, '.', '_' and '-' only (at most 128, not starting with '.' or '-')
+    """
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or ".." in run_id:
+        raise ConfigError(f"run id {run_id!r} is not a plain name", setting=setting,
+                          hint="use letters, digits, '.', '_' and '-' only (at most 128, not starting with '.' or '-')")
+    return run_id
 
 
 def collect_versions() -> dict[str, str]:
@@ -146,13 +181,15 @@ def is_part_file(path: Path) -> bool:
     return path.name.startswith(PART_PREFIX) and path.name.endswith(PART_SUFFIX)
 
 
-def _complete_commit(txn_dir: Path, run_dir: Path) -> None:
-    """Move the parts of a committed transaction to their tables, then drop its staging dir."""
+def _complete_commit(txn_dir: Path, run_dir: Path) -> list[Path]:
+    """Move the parts of a committed transaction to their tables, then drop its staging dir; return them."""
+    published = []
     files = txn_dir / FILES_DIR
     if files.is_dir():
         for path in sorted(files.iterdir()):
             if not path.name.startswith("."):
                 os.replace(path, run_dir / path.name)
+                published.append(run_dir / path.name)
         _fsync_dir(run_dir)
     for table_dir in sorted(p for p in txn_dir.iterdir() if p.is_dir() and p.name != FILES_DIR):
         target = run_dir / table_dir.name
@@ -160,8 +197,10 @@ def _complete_commit(txn_dir: Path, run_dir: Path) -> None:
         for part in sorted(table_dir.iterdir()):
             if is_part_file(part):
                 os.replace(part, target / part.name)
+                published.append(target / part.name)
         _fsync_dir(target)
     shutil.rmtree(txn_dir, ignore_errors=True)
+    return published
 
 
 def _drop_empty_staging(run_dir: Path) -> None:
@@ -178,24 +217,27 @@ def complete_committed_transactions(run_dir: str | Path) -> int:
     >>> complete_committed_transactions(tempfile.mkdtemp())
     0
     """
-    run_dir = Path(run_dir)
+    return len(_complete_committed(Path(run_dir)))
+
+
+def _complete_committed(run_dir: Path) -> list[list[Path]]:
     staging = run_dir / STAGING_DIR
     if not staging.is_dir():
-        return 0
-    done = 0
+        return []
+    done = []
     for txn_dir in sorted(staging.iterdir()):
         if (txn_dir / COMMIT_MARKER).exists():
-            _complete_commit(txn_dir, run_dir)
-            done += 1
+            done.append(_complete_commit(txn_dir, run_dir))
     _drop_empty_staging(run_dir)
     return done
 
 
-def write_part(run_dir: str | Path, table: str, rows: Rows, run_id: str) -> Path | None:
+def write_part(run_dir: str | Path, table: str, rows: Rows, run_id: str) -> Path | str | None:
     """Validate ``rows`` and write them as one new part of ``table``; return its path.
 
     Needs no :class:`RunWriter`, so a worker process can add parts to a run it did
-    not start. Returns None (and writes nothing) when there are no rows.
+    not start. Returns None (and writes nothing) when there are no rows. ``run_dir``
+    may be a URI (the part is written through its filesystem; the location is returned).
 
     >>> import tempfile
     >>> write_part(tempfile.mkdtemp(), "curves",
@@ -205,6 +247,10 @@ def write_part(run_dir: str | Path, table: str, rows: Rows, run_id: str) -> Path
     data = conform_rows(table, rows, run_id)
     if data.num_rows == 0:
         return None
+    if storage.is_uri(run_dir):
+        buffer = io.BytesIO()
+        pq.write_table(data, buffer)
+        return storage.write_bytes(storage.join(run_dir, table, new_part_name()), buffer.getvalue())
     path = Path(run_dir) / table / new_part_name()
     _write_atomic(data, path)
     return path
@@ -229,6 +275,10 @@ class RunWriter:
     KeyboardInterrupt, leaves the block. ``resume=True`` reopens a run directory that
     already holds a run (keeping its id, start time and completed stages).
 
+    ``report_dir`` is a local path or a URI (see the module doc): ``location`` is it
+    as given, ``run_dir`` the local directory the run is written in (the same place
+    for a local path, a working copy uploaded to ``location`` for a URI).
+
     >>> import tempfile
     >>> run = RunWriter(tempfile.mkdtemp(), run_id="r2").start()
     >>> run.finish("failed", error=ValueError("bad input"))
@@ -245,8 +295,14 @@ class RunWriter:
         cluster: Mapping[str, Any] | None = None,
         resume: bool = False,
     ) -> None:
-        self.run_dir = Path(report_dir)
-        self._given_run_id = run_id
+        self.location = str(report_dir)
+        self.remote = storage.is_uri(report_dir)
+        if self.remote:
+            storage.resolve(report_dir, setting="report.dir")      # a URI pyarrow cannot open fails here
+            self.run_dir = Path(tempfile.mkdtemp(prefix="recsys-report-"))
+        else:
+            self.run_dir = Path(report_dir)
+        self._given_run_id = run_id if run_id is None else check_run_id(run_id)
         self.run_id = run_id or new_run_id()
         self.config = asdict(config) if is_dataclass(config) else dict(config or {})
         self.cluster = dict(cluster or {})
@@ -270,13 +326,13 @@ class RunWriter:
             elif not (self.started_at is not None and existing["run_id"] == self.run_id):
                 self._adopt(existing)        # another writer's run; this one restarting its own needs nothing
             self.status, self.error, self.ended_at = "running", None, None
-            complete_committed_transactions(self.run_dir)
+            self._complete_and_upload()
             self._write_runs_row()
             atexit.register(self._finish_at_exit)
         return self
 
     def _adopt(self, row: dict[str, Any]) -> None:
-        where = str(self.run_dir / "runs" / RUNS_PART)
+        where = storage.join(self.location, "runs", RUNS_PART)
         if not self.resume:
             raise ConfigError(
                 f"the report directory already holds run '{row['run_id']}'",
@@ -319,9 +375,11 @@ class RunWriter:
             self.status = status
             self.error = _describe_error(error)
             self.ended_at = datetime.now(timezone.utc)
-            complete_committed_transactions(self.run_dir)
+            self._complete_and_upload()
             self._write_runs_row()
             atexit.unregister(self._finish_at_exit)
+            if self.remote:                  # everything is under the URI now; drop the working copy
+                shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _finish_at_exit(self) -> None:
         if self.status == "running":
@@ -352,7 +410,10 @@ class RunWriter:
     def write(self, table: str, rows: Rows) -> Path | None:
         """Validate ``rows`` and write them as one part of ``table`` (staged inside a transaction)."""
         staging = getattr(self._local, "txn_dir", None)
-        return write_part(staging or self.run_dir, table, rows, self.run_id)
+        path = write_part(staging or self.run_dir, table, rows, self.run_id)
+        if path is not None and staging is None:
+            self._upload([path])
+        return path
 
     def write_text(self, name: str, text: str) -> Path:
         """Write a text file at the top of the run directory (e.g. ``diagnosis.txt``), atomically.
@@ -364,6 +425,8 @@ class RunWriter:
         staging = getattr(self._local, "txn_dir", None)
         path = (staging / FILES_DIR if staging else self.run_dir) / name
         _publish_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+        if staging is None:
+            self._upload([path])
         return self.run_dir / name
 
     @contextmanager
@@ -390,13 +453,32 @@ class RunWriter:
         with open(marker, "wb") as handle:
             os.fsync(handle.fileno())
         _fsync_dir(txn_dir)
-        _complete_commit(txn_dir, self.run_dir)
+        published = _complete_commit(txn_dir, self.run_dir)
         _drop_empty_staging(self.run_dir)
+        self._upload(published)
+
+    # -- a URI report.dir
+
+    def _upload(self, paths: list[Path]) -> None:
+        """Copy files just published in the working copy to the same places under ``location``."""
+        if not self.remote:
+            return
+        for path in paths:
+            relative = Path(path).relative_to(self.run_dir).as_posix()
+            storage.upload(path, storage.join(self.location, relative))
+
+    def _complete_and_upload(self) -> None:
+        for published in _complete_committed(self.run_dir):
+            self._upload(published)
 
     # -- the runs row
 
     def _read_runs_row(self) -> dict[str, Any] | None:
         path = self.run_dir / "runs" / RUNS_PART
+        if self.remote and not path.exists():
+            remote = storage.join(self.location, "runs", RUNS_PART)
+            if storage.exists(remote):
+                storage.download(remote, path)
         if not path.exists():
             return None
         try:
@@ -417,4 +499,6 @@ class RunWriter:
             "stages": json.dumps(self.stages),
             "error": self.error,
         }
-        _write_atomic(conform_rows("runs", [row], self.run_id), self.run_dir / "runs" / RUNS_PART)
+        path = self.run_dir / "runs" / RUNS_PART
+        _write_atomic(conform_rows("runs", [row], self.run_id), path)
+        self._upload([path])
