@@ -207,6 +207,7 @@ def _id_maps(by_user, items: pl.DataFrame | None) -> IdMaps:
 
 def _write_splits(by_user, maps: IdMaps, writer: PreparedWriter) -> None:
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     maps_ref = ray.put(maps)
     for name in SPLITS:
@@ -217,7 +218,11 @@ def _write_splits(by_user, maps: IdMaps, writer: PreparedWriter) -> None:
 
         target = writer.tmp_dir / name
         target.mkdir(parents=True, exist_ok=True)
-        by_user.map_batches(select, batch_size=None, batch_format="pyarrow").write_parquet(str(target))
+        # the prepared dataset is a directory on the driver's node: its write tasks run there
+        on_driver = {"scheduling_strategy": NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=False)}
+        by_user.map_batches(select, batch_size=None, batch_format="pyarrow").write_parquet(
+            str(target), ray_remote_args=on_driver)
         if not any(target.glob("*.parquet")):
             writer.write_frame(f"{name}/part-00000.parquet", apply_id_maps(
                 pl.DataFrame(schema={c: t for c, t in _split_schema().items()}), maps))

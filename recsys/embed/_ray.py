@@ -1,10 +1,11 @@
 """The Ray Data engine of :func:`recsys.embed.catalogue.embed_catalogue`: the same pure pieces, distributed.
 
-read ``items.parquet`` → build texts and mark cached ones (tasks) → keep the texts
-to encode, in blocks of ``rows_per_block`` → ``map_batches(TextEncoder)`` in a
-fixed actor pool planned from ``ray.available_resources()`` (one GPU per actor
-when there are GPUs) → each encoded block written as one atomic cache part
-(tasks). The driver only counts the parts as they land (progress lines) and
+read ``items.parquet`` (on the driver) → build texts and mark cached ones (tasks) →
+keep the texts to encode, in blocks of ``rows_per_block`` → ``map_batches(TextEncoder)``
+in a fixed actor pool planned from ``ray.available_resources()`` (one GPU per actor
+when there are GPUs; actors on every node) → each encoded block written as one
+atomic cache part (tasks; on the driver's node when the cache is a local
+directory, anywhere when it is a URI every node reaches). The driver only counts the parts as they land (progress lines) and
 keeps the small per-item index (id, text hash, flags).
 
 A dead actor is restarted by Ray and its block encoded again; since parts are
@@ -26,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recsys.runtime import raise_user_errors
+from recsys.storage import is_uri
 from recsys.embed.cache import EmbeddingCache, write_cache_part
 from recsys.embed.catalogue import INDEX_COLUMNS, mark_todo
 from recsys.embed.config import EncoderConfig
@@ -85,6 +87,38 @@ def _write_block(batch: pa.Table, parts_dir: str) -> pa.Table:
     return pa.table({"n": pa.array([batch.num_rows], pa.int64())})
 
 
+ITEM_BLOCK_ROWS = 10_000
+
+
+def item_blocks(items_path: Path, extra: pa.Table | None, rows: int = ITEM_BLOCK_ROWS) -> list[pa.Table]:
+    """The item table read here (the driver) and cut into blocks of ``rows``; ``extra`` items appended.
+
+    Read on the driver, not by Ray Data read tasks, because a prepared dataset lives on
+    the driver's disk, which the other nodes of a cluster do not have.
+
+    >>> import tempfile
+    >>> file = Path(tempfile.mkdtemp()) / "items.parquet"
+    >>> import pyarrow.parquet as pq; pq.write_table(pa.table({"item_id": [str(i) for i in range(5)]}), file)
+    >>> [b.num_rows for b in item_blocks(file, pa.table({"item_id": ["x"]}), rows=2)]
+    [2, 2, 2]
+    """
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(items_path)
+    if extra is not None:
+        table = pa.concat_tables([table, extra.cast(table.schema)])
+    return [table.slice(start, rows) for start in range(0, max(table.num_rows, 1), rows)]
+
+
+def _on_this_node() -> dict:
+    """Ray remote args that keep a task on the driver's node (writes to a local cache must land there)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
+                                                                  soft=False)}
+
+
 def _todo_only(batch: pa.Table, repeated: list[str]) -> pa.Table:
     repeated_rows = pc.is_in(batch.column("item_id"), pa.array(repeated, pa.string()))
     keep = pc.and_(batch.column("is_todo"), pc.invert(repeated_rows))
@@ -115,9 +149,7 @@ def embed_with_ray(items_path: Path, extra: pa.Table | None, spec: TextSpec, cac
 
     with raise_user_errors(), _line_progress_only():
         known_ref = ray.put(pa.array(sorted(cache.known_hashes()), pa.string()))
-        items = ray.data.read_parquet(str(items_path))
-        if extra is not None:
-            items = items.union(ray.data.from_arrow(extra.cast(items.schema().base_schema)))
+        items = ray.data.from_arrow(item_blocks(items_path, extra))
         texts = items.map_batches(
             _texts_block, fn_kwargs={"spec": spec, "where": str(items_path), "known_ref": known_ref},
             batch_size=None, batch_format="pyarrow",
@@ -144,8 +176,10 @@ def embed_with_ray(items_path: Path, extra: pa.Table | None, spec: TextSpec, cac
             batch_size=rows_per_block, batch_format="pyarrow",
             num_cpus=plan.num_cpus, num_gpus=plan.num_gpus or None,
         )
+        local_cache = not is_uri(cache.parts_dir)
         written = encoded.map_batches(_write_block, fn_kwargs={"parts_dir": str(cache.parts_dir)},
-                                      batch_size=None, batch_format="pyarrow", num_cpus=WRITE_TASK_CPUS)
+                                      batch_size=None, batch_format="pyarrow", num_cpus=WRITE_TASK_CPUS,
+                                      **(_on_this_node() if local_cache else {}))
         progress = Progress(n_todo, f"embed {cfg.name} ({plan.actors} actor(s) x {plan.threads} thread(s), "
                                     f"{plan.device})", every_s=cfg.progress_every_s)
         for batch in written.iter_batches(batch_size=None, batch_format="pyarrow"):

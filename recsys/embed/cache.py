@@ -14,6 +14,12 @@ half way left complete parts that the next run reuses. Parts appear atomically
 (written under a hidden name, then renamed); a part written twice (a retried
 task) holds the same vectors, and readers keep one per hash.
 
+``cache_root`` may be a URI that pyarrow filesystems understand (``s3://...``):
+then every node of a cluster reads and writes the same cache, and parts appear
+through the filesystem the same way (hidden name, then moved into place). A
+local ``cache_root`` lives on the driver's node; the Ray engine writes its parts
+there.
+
 >>> import tempfile
 >>> cache = EmbeddingCache.open(tempfile.mkdtemp(), "tiny", {"sha256": "ab", "pooling": "mean"})
 >>> _ = cache.write_part(pa.table({"text_hash": ["h1"], "embedding": embedding_array(np.ones((1, 2)))}))
@@ -35,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recsys import storage
 from recsys.data.prepared import fingerprint
 from recsys.errors import DataError
 
@@ -81,42 +88,77 @@ def write_atomic(table: pa.Table, path: Path) -> Path:
     return path
 
 
-def write_cache_part(parts_dir: str | Path, table: pa.Table) -> Path | None:
+def write_table(table: pa.Table, location: str | Path) -> Path | str:
+    """:func:`write_atomic` for a local path; for a URI, the Parquet bytes written through its filesystem.
+
+    >>> import tempfile
+    >>> write_table(pa.table({"a": [1]}), "file://" + tempfile.mkdtemp() + "/t.parquet").endswith("t.parquet")
+    True
+    """
+    if not storage.is_uri(location):
+        return write_atomic(table, Path(location))
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    return storage.write_bytes(location, buffer.getvalue().to_pybytes())
+
+
+def read_table(location: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file at a local path or a URI."""
+    if not storage.is_uri(location):
+        return pq.read_table(location, columns=columns)
+    fs, path = storage.resolve(location)
+    return pq.read_table(path, columns=columns, filesystem=fs)
+
+
+def write_cache_part(parts_dir: str | Path, table: pa.Table) -> Path | str | None:
     """Add one part (``text_hash, embedding``) to a cache; a plain function so Ray tasks can call it."""
     if table.num_rows == 0:
         return None
     name = f"part-{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}.parquet"
-    return write_atomic(table.select(["text_hash", "embedding"]), Path(parts_dir) / name)
+    return write_table(table.select(["text_hash", "embedding"]), storage.join(parts_dir, name))
 
 
 @dataclass
 class EmbeddingCache:
-    """One fingerprinted cache directory of vectors keyed by text hash."""
+    """One fingerprinted cache directory of vectors keyed by text hash (a local Path, or a URI string)."""
 
-    directory: Path
+    directory: Path | str
+
+    def __post_init__(self) -> None:
+        if not storage.is_uri(self.directory):
+            self.directory = Path(self.directory)
 
     @classmethod
     def open(cls, cache_root: str | Path, name: str, payload: dict) -> "EmbeddingCache":
         """The cache for ``payload`` (created when new); ``payload`` is recorded in ``identity.json``."""
         payload = dict(payload, cache_format=CACHE_FORMAT)
-        directory = Path(cache_root) / f"{name}-{fingerprint(payload)}"
-        (directory / PARTS).mkdir(parents=True, exist_ok=True)
-        if not (directory / IDENTITY).exists():
-            tmp = directory / f".{IDENTITY}.{secrets.token_hex(4)}.tmp"
-            tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-            os.replace(tmp, directory / IDENTITY)
-        return cls(directory)
+        cache = cls(storage.join(cache_root, f"{name}-{fingerprint(payload)}"))
+        identity = storage.join(cache.directory, IDENTITY)
+        if isinstance(cache.directory, Path):
+            cache.parts_dir.mkdir(parents=True, exist_ok=True)
+        if not storage.exists(identity):
+            storage.write_bytes(identity, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+        return cache
 
     @property
     def key(self) -> str:
-        return self.directory.name.rsplit("-", 1)[-1]
+        return str(self.directory).rstrip("/").rsplit("/", 1)[-1].rsplit("-", 1)[-1]
 
     @property
-    def parts_dir(self) -> Path:
-        return self.directory / PARTS
+    def parts_dir(self) -> Path | str:
+        if isinstance(self.directory, Path):
+            return self.directory / PARTS
+        return storage.join(self.directory, PARTS)
 
-    def part_files(self) -> list[Path]:
-        return sorted(p for p in self.parts_dir.glob("part-*.parquet"))
+    def location(self, *parts: str) -> Path | str:
+        """A place inside the cache directory (a Path for a local cache, a URI otherwise)."""
+        joined = storage.join(self.directory, *parts)
+        return Path(joined) if isinstance(self.directory, Path) else joined
+
+    def part_files(self) -> list[Path] | list[str]:
+        if isinstance(self.directory, Path):
+            return sorted(p for p in self.parts_dir.glob("part-*.parquet"))
+        return [storage.join(self.parts_dir, n) for n in storage.list_names(self.parts_dir, "part-", ".parquet")]
 
     def write_part(self, table: pa.Table) -> Path | None:
         return write_cache_part(self.parts_dir, table)
@@ -165,17 +207,21 @@ class EmbeddingCache:
         parts = self.part_files()
         if len(parts) <= max_parts:
             return 0
-        merged = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="permissive")
+        merged = pa.concat_tables([read_table(p) for p in parts], promote_options="permissive")
         keep = _first_occurrences(merged.column("text_hash").to_pylist())
         write_cache_part(self.parts_dir, merged.take(pa.array(keep, pa.int64())))
         for part in parts:
-            part.unlink(missing_ok=True)
+            fs, path = storage.resolve(part)
+            try:
+                fs.delete_file(path)
+            except FileNotFoundError:
+                pass
         return len(parts)
 
 
-def _read_part(part: Path, columns: list[str]) -> pa.Table | None:
+def _read_part(part: Path | str, columns: list[str]) -> pa.Table | None:
     try:
-        return pq.read_table(part, columns=columns)
+        return read_table(part, columns=columns)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as exc:

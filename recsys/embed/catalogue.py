@@ -28,7 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys.data.prepared import PreparedDataset
-from recsys.embed.cache import EmbeddingCache, embedding_array, embedding_matrix, write_atomic
+from recsys import storage
+from recsys.embed.cache import EmbeddingCache, embedding_array, embedding_matrix, read_table, write_table
 from recsys.embed.config import EncoderConfig, template_for
 from recsys.embed.encoder import TextEncoder, check_encoder_config, check_loadable, pick_device
 from recsys.embed.progress import Progress
@@ -46,8 +47,8 @@ INDEX_COLUMNS = ["item_id", "text_hash", "is_fallback", "is_truncated", "is_repa
 class EmbedResult:
     """Where the item vectors are and what it took to produce them."""
 
-    path: Path
-    cache_dir: Path
+    path: Path | str                # a URI when the cache is on shared storage
+    cache_dir: Path | str
     identity: dict
     counts: dict = field(default_factory=dict)   # n_items, n_texts, n_cached, n_encoded, n_fallback, ...
     seconds: float = 0.0
@@ -183,7 +184,7 @@ def _finish(prepared: PreparedDataset, cache: EmbeddingCache, index: pa.Table, i
         "embedding": embedding_array(vectors),
         "is_fallback": index.column("is_fallback"),
     })
-    path = write_atomic(out, cache.directory / "datasets" / f"{prepared.path.name}.parquet")
+    path = write_table(out, cache.location("datasets", f"{prepared.path.name}.parquet"))
     counts = {
         "n_items": index.num_rows,
         "n_texts": len(set(hashes)),
@@ -206,10 +207,9 @@ def load_item_vectors(path: str | Path, item_map: pl.DataFrame) -> np.ndarray:
     >>> load_item_vectors(file, pl.DataFrame({"item_id": ["a", "b"], "item_idx": [0, 1]})).tolist()
     [[0.0, 1.0], [1.0, 0.0]]
     """
-    path = Path(path)
-    if not path.exists():
+    if not storage.exists(path):
         raise DataError("item vectors not found", file=str(path), hint="run the embed stage (python -m rayjobs.embed)")
-    table = pq.read_table(path, columns=["item_id", "embedding"])
+    table = read_table(path, columns=["item_id", "embedding"])
     position = {item: i for i, item in enumerate(table.column("item_id").to_pylist())}
     ids, idx = item_map["item_id"].to_list(), item_map["item_idx"].to_numpy()
     if sorted(idx.tolist()) != list(range(len(idx))):

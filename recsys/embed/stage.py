@@ -15,6 +15,7 @@ from recsys.config import RecsysConfig
 from recsys.embed.catalogue import EmbedResult, embed_catalogue, load_item_vectors
 from recsys.embed.health import embedding_health
 from recsys.errors import ConfigError
+from recsys.storage import is_uri
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +25,18 @@ MODEL = "text_encoder"
 EMBEDDING = "item_text"
 
 
-def cache_root(cfg: RecsysConfig) -> Path:
-    """``encoder.cache_dir``, or ``<data.cache_dir>/embeddings``.
+def cache_root(cfg: RecsysConfig) -> Path | str:
+    """``encoder.cache_dir``, or ``<data.cache_dir>/embeddings``; a URI (shared by every node) stays a string.
 
     >>> str(cache_root(RecsysConfig()))
     'data_cache/embeddings'
+    >>> from dataclasses import replace
+    >>> cache_root(replace(RecsysConfig(), encoder=replace(RecsysConfig().encoder, cache_dir="s3://b/emb")))
+    's3://b/emb'
     """
-    return Path(cfg.encoder.cache_dir) if cfg.encoder.cache_dir else Path(cfg.data.cache_dir) / "embeddings"
+    if cfg.encoder.cache_dir:
+        return cfg.encoder.cache_dir if is_uri(cfg.encoder.cache_dir) else Path(cfg.encoder.cache_dir)
+    return Path(cfg.data.cache_dir) / "embeddings"
 
 
 def health_row(result: EmbedResult, dataset: str, item_map) -> dict:
