@@ -9,6 +9,12 @@ progress and the telemetry rows so far); when a worker dies, ``FailureConfig``
 restarts the group and every worker resumes from the latest checkpoint
 (``ray.train.get_checkpoint()``). The driver reads the final checkpoint and
 copies its ``best_model.pt`` out.
+
+``out_dir`` may be a URI (``s3://bucket/run/checkpoints/mf``): Ray Train then keeps
+the checkpoints there (``storage_path`` on that filesystem), which every worker
+node reaches; the best weights are uploaded beside them and kept in a local
+scratch directory for this process. A local ``out_dir`` is shared storage only on
+one machine (or an NFS mount at the same path on every node).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import numpy as np
 import torch
 
 from recsys.errors import RecsysError
-from recsys.train.checkpoint import BEST_FILE, load_checkpoint, save_checkpoint
+from recsys.report.writer import check_run_id
+from recsys.storage import is_uri, join, resolve
+from recsys.train.checkpoint import BEST_FILE, load_checkpoint, local_model_dir, publish_model, save_checkpoint
 from recsys.train.config import TrainConfig
 from recsys.train.data import TrainingData
 from recsys.train.loop import Distributed, fit
@@ -105,7 +113,12 @@ def train_with_ray(name: str, model_config, data: TrainingData, item_text: np.nd
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    out_dir = Path(out_dir).resolve()
+    if run_name is not None:
+        check_run_id(run_name, setting="run name")
+    storage_path, storage_fs = str(Path(out_dir).resolve() / "ray"), None
+    if is_uri(out_dir):               # shared storage: every worker node writes its checkpoints there
+        storage_fs, storage_path = resolve(join(out_dir, "ray"), setting="train.checkpoint_dir")
+    local_dir = local_model_dir(out_dir, name)
     use_gpu, cpus = worker_resources(cfg)
     trainer = TorchTrainer(
         worker_loop,
@@ -113,7 +126,7 @@ def train_with_ray(name: str, model_config, data: TrainingData, item_text: np.nd
                            "item_text": ray.put(item_text), "threads": max(1, int(cpus))},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus}),
-        run_config=RunConfig(name=run_name or name, storage_path=str(out_dir / "ray"),
+        run_config=RunConfig(name=run_name or name, storage_path=storage_path, storage_filesystem=storage_fs,
                              failure_config=FailureConfig(max_failures=cfg.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
@@ -128,6 +141,7 @@ def train_with_ray(name: str, model_config, data: TrainingData, item_text: np.nd
         raise RuntimeError(f"Ray Train finished training {name} without a checkpoint")
     with result.checkpoint.as_directory() as directory:
         snapshot = load_checkpoint(directory)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = Path(shutil.copy(Path(directory) / BEST_FILE, out_dir / BEST_FILE))
+        local_dir.mkdir(parents=True, exist_ok=True)
+        path = Path(shutil.copy(Path(directory) / BEST_FILE, local_dir / BEST_FILE))
+    publish_model(path, out_dir)
     return TrainedModel(name, path, snapshot.state, Telemetry.from_state(snapshot.telemetry))

@@ -7,7 +7,9 @@ A checkpoint is a directory::
     trainer.pt      optimizer state, progress (:class:`FitState`) and the telemetry rows so far
 
 Model files are self-contained: the training history and text vectors are model
-buffers, so :func:`load_model` needs nothing but the file. Ray Train stores one such
+buffers, so :func:`load_model` needs nothing but the file. Every file is read with
+``torch.load(weights_only=True)``: tensors and plain containers only, no pickled
+code runs when a checkpoint is opened. Ray Train stores one such
 directory per epoch; the local path keeps them under ``<dir>/epoch-NNNN`` with a
 ``latest`` pointer written atomically.
 
@@ -25,11 +27,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from recsys import storage
 from recsys.errors import DataError
 from recsys.models.base import ModelInputs, Recommender
 from recsys.models.registry import MODELS, build_model
@@ -124,7 +128,7 @@ def load_checkpoint(directory: str | Path) -> Snapshot:
                         hint="resume from another checkpoint or start again")
     model = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
     best = torch.load(directory / BEST_FILE, map_location="cpu", weights_only=True)
-    trainer = torch.load(directory / TRAINER_FILE, map_location="cpu", weights_only=False)
+    trainer = torch.load(directory / TRAINER_FILE, map_location="cpu", weights_only=True)
     names = {f.name for f in dataclasses.fields(FitState)}
     state = FitState(**{k: v for k, v in trainer["state"].items() if k in names})
     return Snapshot(model["state_dict"], best["state_dict"], trainer["optimizer"], state, trainer["telemetry"])
@@ -158,3 +162,27 @@ class LocalCheckpoints:
         if not pointer.exists():
             return None
         return self.root / pointer.read_text().strip()
+
+
+def local_model_dir(out_dir: str | Path, name: str) -> Path:
+    """Where this process keeps model ``name``'s files: ``out_dir`` itself, or a scratch directory for a URI.
+
+    >>> local_model_dir("/tmp/run/checkpoints/mf", "mf")
+    PosixPath('/tmp/run/checkpoints/mf')
+    >>> local_model_dir("s3://bucket/run/checkpoints/mf", "mf").name.startswith("recsys-mf-")
+    True
+    """
+    if storage.is_uri(out_dir):
+        return Path(tempfile.mkdtemp(prefix=f"recsys-{name}-"))
+    return Path(out_dir).resolve()
+
+
+def publish_model(path: Path, out_dir: str | Path) -> str | None:
+    """Upload a model file to ``out_dir`` when that is a URI (shared storage); return where it went.
+
+    >>> publish_model(Path("/tmp/x/best_model.pt"), "/tmp/x") is None
+    True
+    """
+    if not storage.is_uri(out_dir):
+        return None
+    return storage.upload(path, storage.join(out_dir, Path(path).name))

@@ -29,7 +29,8 @@ import torch
 from recsys.errors import ConfigError
 from recsys.models.base import Recommender
 from recsys.models.registry import build_model, check_model_names
-from recsys.train.checkpoint import FitState, LocalCheckpoints, save_model
+from recsys.storage import is_uri, join
+from recsys.train.checkpoint import FitState, LocalCheckpoints, local_model_dir, publish_model, save_model
 from recsys.train.config import TrainConfig, check_train_config
 from recsys.train.data import TrainingData
 from recsys.train.loop import Distributed, fit
@@ -99,13 +100,16 @@ def train_model(name: str, model_config, data: TrainingData, item_text: np.ndarr
         from recsys.train._ray import train_with_ray
 
         return train_with_ray(name, model_config, data, item_text, cfg, out_dir)
-    return train_local(name, model_config, data, item_text, cfg, out_dir)
+    trained = train_local(name, model_config, data, item_text, cfg, local_model_dir(out_dir, name))
+    publish_model(trained.path, out_dir)          # a URI out_dir (shared storage) gets the best weights too
+    return trained
 
 
-def checkpoint_root(run) -> Path:
-    """``train.checkpoint_dir``, or ``<report dir>/checkpoints``."""
-    configured = run.cfg.train.checkpoint_dir
-    return Path(configured) if configured else Path(run.writer.run_dir) / "checkpoints"
+def checkpoint_root(run) -> Path | str:
+    """``train.checkpoint_dir``, or ``<report dir>/checkpoints``; a URI (shared storage) stays a string."""
+    configured = run.cfg.train.checkpoint_dir or join(getattr(run.writer, "location", run.writer.run_dir),
+                                                      "checkpoints")
+    return configured if is_uri(configured) else Path(configured).resolve()
 
 
 def load_item_text(run) -> np.ndarray | None:
@@ -128,12 +132,12 @@ def stage_train(run) -> None:
     check_train_config(cfg.train)
     data = TrainingData.from_prepared(run.prepared)
     item_text = load_item_text(run)
-    root = checkpoint_root(run).resolve()
+    root = checkpoint_root(run)
     dataset = run.prepared.name
     models, statuses = {}, {}
     for name in cfg.models:
         log.info("training %s on %s (%s interactions, %s items)", name, dataset, f"{data.nnz:,}", f"{data.n_items:,}")
-        trained = train_model(name, cfg.model.for_model(name), data, item_text, cfg.train, root / name)
+        trained = train_model(name, cfg.model.for_model(name), data, item_text, cfg.train, join(root, name))
         run.writer.write("curves", [dict(row, dataset=dataset) for row in trained.telemetry.curves])
         run.writer.write("grad_stats", [dict(row, dataset=dataset) for row in trained.telemetry.grad_stats])
         models[name], statuses[name] = trained.path, trained.summary()
