@@ -5,8 +5,10 @@ model, split, protocol, segment, metric, k) and reports ``delta = value_b -
 value_a``. For the segment ``all`` of a metric whose ``user_metrics`` rows exist
 in both runs, the users evaluated in both are paired on ``user_id`` and tested
 (:func:`recsys.evaluate.significance.paired_test`; ``paired_t`` by default), and
-the p-values are adjusted over every tested row (Holm by default). Rows that one
-run has and the other lacks are kept with a null on the missing side.
+the p-values are adjusted over every tested row (Holm by default). A test that
+is undefined (identical values for every shared user, as for a deterministic
+``pop`` on the same split) leaves ``p_value`` null. Rows that one run has and the
+other lacks are kept with a null on the missing side.
 
 >>> import tempfile, pathlib
 >>> from recsys.report.writer import RunWriter
@@ -101,6 +103,7 @@ def compare_runs(run_a: str | Location, run_b: str | Location, *, metric: str | 
                                      p_value=pl.lit(None, pl.Float64), test=pl.lit(None, pl.String),
                                      n_paired=pl.lit(None, pl.Int64))
     p = joined["p_value"].fill_null(np.nan).to_numpy()
-    joined = joined.with_columns(p_adjusted=pl.Series(adjust_p_values(p, correction)).fill_nan(None))
+    joined = joined.with_columns(pl.col("p_value").fill_nan(None),   # NaN: undefined (e.g. identical values)
+                                 p_adjusted=pl.Series(adjust_p_values(p, correction)).fill_nan(None))
     return joined.select(COLUMNS).sort(["dataset", "split", "segment", "metric", "k", "model", "protocol"],
                                        nulls_last=True)
