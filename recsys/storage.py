@@ -111,12 +111,16 @@ def list_names(location: str | Path, prefix: str = "", suffix: str = "") -> list
     return sorted(n for n in names if n.startswith(prefix) and n.endswith(suffix))
 
 
+_WHOLE_OBJECT_STORES = ("s3", "gcs")     # pyarrow FileSystem.type_name of stores whose uploads appear whole
+
+
 def write_bytes(location: str | Path, data: bytes) -> str:
     """Write ``data`` to ``location`` so that it appears whole or not at all; return the location.
 
-    The bytes go to a hidden temporary name beside it, then move into place: a rename
-    on local disks, and on object stores (where every object appears whole anyway) a
-    server-side copy. Parent directories are created.
+    On object stores (S3, GCS) an object appears only once its upload completes, so
+    it is written in place; elsewhere the bytes go to a hidden temporary name beside
+    it, then move into place (a rename). Parent directories are created where the
+    filesystem has directories.
 
     >>> import tempfile
     >>> target = join(tempfile.mkdtemp(), "a", "b.txt")
@@ -126,6 +130,10 @@ def write_bytes(location: str | Path, data: bytes) -> str:
     import secrets
 
     fs, path = resolve(location)
+    if fs.type_name in _WHOLE_OBJECT_STORES:
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+        return str(location)
     folder, _, name = path.rpartition("/")
     fs.create_dir(folder, recursive=True)
     tmp = f"{folder}/.{name}.{secrets.token_hex(4)}.tmp"

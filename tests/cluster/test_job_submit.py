@@ -1,0 +1,127 @@
+"""The pipeline submitted as a Ray job to a real local cluster (``ray start --head``), read back from its tables.
+
+The cluster is our own head on loopback with free ports (tests/cluster/raycluster.py),
+stopped through its own process group at the end; the job is submitted with
+``ray job submit`` and the runtime env of cluster/runtime_env.yaml (its pip list left
+out: the head runs in this venv and there is no network here).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import polars as pl
+import pytest
+import yaml
+
+from recsys.report.reader import load_tables
+from tests.cluster.raycluster import REPO, LocalHead, wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+TINY = ["dataset.synthetic.n_users=150", "dataset.synthetic.n_items=100", "dataset.synthetic.n_topics=3",
+        "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=150",
+        "models=[pop,mf,content]", "train.epochs=2", "eval.bootstrap_samples=50",
+        "diagnose.importance.bootstrap_samples=50", "encoder.progress_every_s=0"]
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+@pytest.fixture(scope="module")
+def head():
+    with LocalHead(num_cpus=2, resources='{"recsys_test_head": 1}') as started:
+        yield started
+    assert not started.our_processes()
+
+
+@pytest.fixture(scope="module")
+def runtime_env(tmp_path_factory) -> str:
+    env = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text())
+    env.pop("pip")                          # this venv already has them; the head cannot reach an index
+    env.pop("working_dir")                  # given on the command line as --working-dir .
+    path = tmp_path_factory.mktemp("env") / "runtime_env.yaml"
+    path.write_text(yaml.safe_dump(env))
+    return str(path)
+
+
+def submit(head: LocalHead, runtime_env: str, *entrypoint: str) -> str:
+    done = head.ray_cli("job", "submit", "--no-wait", "--working-dir", ".", "--runtime-env", runtime_env,
+                        "--", *entrypoint)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    match = re.search(r"raysubmit_\w+", done.stdout + done.stderr)
+    assert match, done.stdout
+    return match.group(0)
+
+
+def wait_for(head: LocalHead, job_id: str, deadline_s: float) -> str:
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(head.dashboard_url)
+    status = wait_until(lambda: (s := str(client.get_job_status(job_id)).split(".")[-1]) in TERMINAL and s,
+                        deadline_s, f"job {job_id} to end", every_s=2)
+    if status != "SUCCEEDED":
+        logs = head.ray_cli("job", "logs", job_id).stdout
+        pytest.fail(f"job {job_id} ended {status}:\n{logs[-6000:]}")
+    return status
+
+
+def test_the_pipeline_runs_as_a_submitted_job_and_leaves_complete_tables(head, runtime_env, tmp_path):
+    report = tmp_path / "report"
+    started = time.monotonic()
+    job = submit(head, runtime_env, "python", "-m", "rayjobs.pipeline", "ray.address=auto", *TINY,
+                 f"report.dir={report}", f"data.cache_dir={tmp_path}/cache")
+    wait_for(head, job, deadline_s=900)
+    print(f"pipeline job took {time.monotonic() - started:.0f}s")
+
+    tables = load_tables(str(report))
+    run = tables["runs"].row(0, named=True)
+    assert run["status"] == "succeeded" and run["error"] is None
+    assert json.loads(run["stages"]) == ["prepare", "embed", "train", "evaluate", "diagnose", "compare"]
+    cluster = json.loads(run["cluster"])
+    assert cluster["address"] == "auto" and cluster["resources"].get("recsys_test_head") == 1   # joined our head
+    for table in ("datasets", "embedding_health", "curves", "grad_stats", "metrics", "user_metrics",
+                  "recommendations", "comparisons", "findings", "rankings", "insights"):
+        assert tables[table].height > 0, f"{table} is empty"
+    datasets = tables["datasets"]
+    assert set(datasets["stage"]) == {"loaded", "filtered", "train", "val", "test"}
+    metrics = tables["metrics"]
+    assert set(metrics["model"]) == {"pop", "mf", "content"} and set(metrics["split"]) == {"val", "test"}
+    # every model has per-user rows for the same users, and a full top-k list for each of them
+    user_rows = tables["user_metrics"].filter(pl.col("split") == "test")
+    assert user_rows.group_by("model", "user_id", "metric", "k").len()["len"].max() == 1   # one row per key
+    first = user_rows.row(0, named=True)
+    one_metric = user_rows.filter((pl.col("metric") == first["metric"]) & (pl.col("k") == first["k"]))
+    users = {m: set(g["user_id"]) for (m,), g in one_metric.group_by("model")}
+    assert len(users) == 3 and all(u == users["pop"] for u in users.values()) and users["pop"]
+    recs = tables["recommendations"].filter(pl.col("split") == "test")
+    k = recs["rank"].max()
+    lists = recs.group_by("model", "user_id").agg(pl.len().alias("n"), pl.col("rank").n_unique().alias("ranks"))
+    assert (lists["n"] == k).all() and (lists["ranks"] == k).all()
+    assert (report / "diagnosis.txt").exists()
+    assert not (report / "_staging").exists()
+
+
+def test_a_job_without_ray_address_joins_the_cluster_it_was_submitted_to(head, runtime_env, tmp_path):
+    report = tmp_path / "report"
+    job = submit(head, runtime_env, "python", "-m", "rayjobs.prepare", *TINY, "data.engine=local",
+                 f"report.dir={report}", f"data.cache_dir={tmp_path}/cache")
+    wait_for(head, job, deadline_s=300)
+    run = load_tables(str(report))["runs"].row(0, named=True)
+    assert run["status"] == "succeeded"
+    assert json.loads(run["cluster"])["resources"].get("recsys_test_head") == 1
+
+
+def test_the_job_server_listens_on_loopback_only(head):
+    import psutil
+
+    listening = {c.laddr for p in head.our_processes() for c in _connections(p) if c.status == psutil.CONN_LISTEN}
+    dashboard = [addr for addr in listening if addr.port == head.dashboard_port]
+    assert dashboard and all(addr.ip == "127.0.0.1" for addr in dashboard)
+
+
+def _connections(proc):
+    try:
+        return proc.net_connections(kind="tcp")
+    except Exception:  # noqa: BLE001 - a process that ended or that we cannot inspect
+        return []
