@@ -1,0 +1,204 @@
+"""One Ray cluster of three nodes on this machine (``ray.cluster_utils.Cluster``), driven through the stages.
+
+Run as its own process (``python -m tests.cluster.multinode_driver OUT.json``) so it
+owns its Ray connection; tests/cluster/test_multinode.py checks what it writes:
+
+- ``embed``: the encoder actor pool's tasks ran on more than one node; every item
+  got exactly one vector, equal to the single-process engine's.
+- ``evaluate``: the evaluation actors ran on more than one node; a worker node that
+  hosts one of them is killed while the stage runs, and the rows still cover each
+  evaluable user exactly once with the single-process values.
+- ``train``: Ray Train with 2 workers, one per node, completes.
+
+Each node has one CPU, so two one-CPU actors can only run on two nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HEAD_RESOURCES = {"num_cpus": 1, "object_store_memory": 150_000_000, "include_dashboard": True}
+WORKER_RESOURCES = {"num_cpus": 1, "object_store_memory": 150_000_000}
+
+
+def actor_nodes_of_tasks(fragment: str, since: float) -> dict[str, int]:
+    """Finished actor tasks whose class name holds ``fragment`` (started after ``since``), counted per node."""
+    from ray.util.state import list_tasks
+
+    tasks = list_tasks(filters=[("type", "=", "ACTOR_TASK")], detail=True, limit=10_000, raise_on_missing_output=False)
+    counts: dict[str, int] = {}
+    for task in tasks:
+        name = task.func_or_class_name or ""
+        started = (task.start_time_ms or 0) / 1000
+        if fragment in name and started >= since and task.node_id:
+            counts[task.node_id] = counts.get(task.node_id, 0) + 1
+    return counts
+
+
+def poll_task_nodes(fragment: str, since: float, expect_at_least: int, deadline_s: float = 30) -> dict[str, int]:
+    """Task events reach the GCS asynchronously: poll until ``expect_at_least`` tasks are recorded."""
+    deadline = time.monotonic() + deadline_s
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        counts = actor_nodes_of_tasks(fragment, since)
+        if sum(counts.values()) >= expect_at_least:
+            break
+        time.sleep(0.5)
+    return counts
+
+
+def alive_actors(class_fragment: str) -> list[dict]:
+    from ray._private.state import actors
+
+    return [a for a in actors().values() if class_fragment in a["ActorClassName"] and a["State"] == "ALIVE"]
+
+
+def embed_scenario(work: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    from recsys.data.config import DataConfig, SplitConfig
+    from recsys.data.prepare import prepare
+    from recsys.embed.catalogue import embed_catalogue, load_item_vectors
+    from recsys.embed.config import EncoderConfig
+    from tests.embed.fixtures import save_tiny_bert, tiny_synthetic
+
+    model = save_tiny_bert(work / "tiny-bert")
+    prepared = prepare(tiny_synthetic(n_items=240), DataConfig(cache_dir=str(work / "prepared"), engine="local"),
+                       SplitConfig())
+    cfg = EncoderConfig(name="tiny", path=str(model), max_length=64, rows_per_block=8, threads_per_actor=1,
+                        progress_every_s=0)
+    since = time.time()
+    result = embed_catalogue(prepared, cfg, work / "cache-ray", engine="ray")
+    local = embed_catalogue(prepared, cfg, work / "cache-local", engine="local")
+    item_map = prepared.item_map()
+    ray_vectors, local_vectors = load_item_vectors(result.path, item_map), load_item_vectors(local.path, item_map)
+    ids = pq.read_table(result.path, columns=["item_id"]).column("item_id").to_pylist()
+    n_blocks = -(-result.counts["n_encoded"] // 8)
+    return {
+        "task_nodes": poll_task_nodes("MapWorker", since, expect_at_least=n_blocks),
+        "n_items": len(item_map), "item_ids": sorted(ids), "expected_ids": sorted(item_map["item_id"].to_list()),
+        "max_abs_diff": float(np.abs(ray_vectors - local_vectors).max()),
+    }
+
+
+def eval_world(seed=0, n_users=3000, n_items=40_000):
+    """An untrained mf model and a random split world, big enough that scoring takes a while on one CPU."""
+    from recsys.evaluate.context import EvalContext
+    from recsys.models.mf import MFConfig
+    from recsys.models.registry import build_model
+    from recsys.train.data import TrainingData
+
+    rng = np.random.default_rng(seed)
+    train = (rng.integers(0, n_users, 30_000), rng.integers(0, n_items, 30_000))
+    val = (rng.integers(0, n_users, 4000), rng.integers(0, n_items, 4000))
+    test = (rng.integers(0, n_users, 4000), rng.integers(0, n_items, 4000))
+    torch.manual_seed(seed)
+    data = TrainingData.from_arrays(*train, n_users=n_users, n_items=n_items, val_users=val[0], val_items=val[1])
+    model = build_model("mf", MFConfig(dim=32), data.model_inputs())
+    ctx = EvalContext.from_arrays(train, val, test, n_users=n_users, n_items=n_items)
+    return model, ctx
+
+
+def evaluate_scenario(cluster, victims) -> dict:
+    from recsys.evaluate._ray import evaluate_many_ray
+    from recsys.evaluate.config import EvalConfig
+    from recsys.evaluate.context import evaluate_split
+
+    torch.set_num_threads(1)
+    model, ctx = eval_world()
+    cfg = EvalConfig(k=[10], memory_budget_mb=4, engine="ray")
+    removed: dict = {}
+
+    def kill_a_node_running_an_evaluator():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not removed:
+            for actor in alive_actors("MapWorker"):
+                node_id = actor["Address"]["NodeID"]
+                victim = next((n for n in victims if n.node_id == node_id), None)
+                if victim is not None:
+                    time.sleep(1.0)              # let it take shards first
+                    removed.update(node_id=node_id, at=time.time())
+                    cluster.remove_node(victim, allow_graceful=False)
+                    return
+            time.sleep(0.05)
+
+    since = time.time()
+    killer = threading.Thread(target=kill_a_node_running_an_evaluator, daemon=True)
+    killer.start()
+    sharded = evaluate_many_ray({"mf": model}, ctx, ["val", "test"], cfg, n_shards=24)
+    finished = time.time()
+    killer.join(timeout=5)
+    out = {"removed": removed, "finished_at": finished, "started_at": since, "splits": {}}
+    for split in ("val", "test"):
+        local = evaluate_split(model.scorer(), ctx, split, cfg)
+        rows = sharded["mf"][split]
+        out["splits"][split] = {
+            "users": rows.user_idx.tolist(), "expected_users": local.user_idx.tolist(),
+            "same_topk": bool(np.array_equal(np.sort(rows.user_idx), local.user_idx) and np.array_equal(
+                rows.topk_items[np.argsort(rows.user_idx)], local.topk_items)),
+            "same_values": all(np.allclose(rows.values[m][np.argsort(rows.user_idx)], local.values[m], equal_nan=True)
+                               for m in local.values),
+        }
+    out["task_nodes"] = poll_task_nodes("MapWorker", since, expect_at_least=1)
+    return out
+
+
+def train_scenario(work: Path) -> dict:
+    from recsys.models.mf import MFConfig
+    from recsys.train._ray import train_with_ray
+    from recsys.train.config import TrainConfig
+    from recsys.train.data import TrainingData
+
+    rng = np.random.default_rng(0)
+    data = TrainingData.from_arrays(rng.integers(0, 200, 3000), rng.integers(0, 100, 3000), n_users=200, n_items=100,
+                                    val_users=rng.integers(0, 200, 100), val_items=rng.integers(0, 100, 100))
+    since = time.time()
+    cfg = TrainConfig(engine="ray", num_workers=2, cpus_per_worker=1, epochs=2, batch_size=256)
+    trained = train_with_ray("mf", MFConfig(dim=8), data, None, cfg, work / "checkpoints" / "mf")
+    return {"status": trained.state.status, "epochs": trained.state.epoch, "path_exists": trained.path.exists(),
+            "task_nodes": poll_task_nodes("RayTrainWorker", since, expect_at_least=2)}
+
+
+def main(out_file: str) -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    work = Path(tempfile.mkdtemp(prefix="multinode-"))
+    cluster = Cluster(initialize_head=True, head_node_args=HEAD_RESOURCES)
+    results: dict = {}
+    try:
+        workers = [cluster.add_node(**WORKER_RESOURCES) for _ in range(2)]
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        import ray.data
+
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        results["nodes"] = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        results["head"] = cluster.head_node.node_id
+        t0 = time.monotonic()
+        results["embed"] = embed_scenario(work)
+        results["embed"]["seconds"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        results["train"] = train_scenario(work)
+        results["train"]["seconds"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        results["evaluate"] = evaluate_scenario(cluster, workers)
+        results["evaluate"]["seconds"] = time.monotonic() - t0
+    finally:
+        Path(out_file).write_text(json.dumps(results))
+        ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
