@@ -131,4 +131,4 @@ def test_the_pipeline_keeps_its_report_cache_and_checkpoints_on_s3(s3_endpoint, 
                    for k in keys), model
     cache_keys = s3_keys(s3_endpoint, "cache/embeddings/")
     assert any("/parts/part-" in k for k in cache_keys) and any("/datasets/" in k for k in cache_keys)
-    assert not any(k.rsplit("/", 1)[-1].startswith(".") for k in keys + cache_keys)
+    assert not any(k.endswith(".tmp") for k in keys + cache_keys)       # no temporary object left behind
