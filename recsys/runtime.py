@@ -46,11 +46,18 @@ def effective_address(cfg: RayConfig, environ: dict | None = None) -> str | None
     'auto'
     >>> effective_address(RayConfig(address="ray://head:10001"), {"RAY_ADDRESS": "x"})
     'ray://head:10001'
+
+    A job server URL in ``RAY_ADDRESS`` (``http://127.0.0.1:8265``, exported for
+    ``ray job submit``) is not a cluster to join: a local run still starts its own Ray.
+
+    >>> effective_address(RayConfig(), {"RAY_ADDRESS": "http://127.0.0.1:8265"}) is None
+    True
     """
     environ = os.environ if environ is None else environ
     if cfg.address is not None:
         return cfg.address
-    return "auto" if environ.get("RAY_ADDRESS") else None
+    found = environ.get("RAY_ADDRESS", "")
+    return "auto" if found and not found.startswith(("http://", "https://")) else None
 
 
 def init_ray(cfg: RayConfig) -> dict:
