@@ -33,3 +33,47 @@ def second_run(tmp_path_factory, ray_session):
     """The directory of a second, shorter run (prepare, train, evaluate of pop and mf; another seed)."""
     return _pipeline(tmp_path_factory.mktemp("second"), ["models=[pop,mf]", "train.seed=7"],
                      ["prepare", "train", "evaluate"])
+
+
+def write_tuning_rows(run_dir, run_id=None, model="mf", dataset="synthetic"):
+    """A search's rows, written through RunWriter (resuming the run): two rounds of trials of both modes,
+    the tuned models' metrics and their paired tests, as the tune stage writes them."""
+    from recsys.report.writer import RunWriter
+
+    trials, metrics, comparisons = [], [], []
+    for round_ in (0, 1):
+        for mode, offset in (("directed", 0.02), ("undirected", 0.0)):
+            for index in range(3):
+                status = "error" if (round_, mode, index) == (1, "undirected", 2) else "terminated"
+                trials.append({"dataset": dataset, "model": model, "round": round_, "mode": mode,
+                               "trial_id": f"{mode[:3]}-{round_}-{index}", "config": {"train.lr": 0.01 * (index + 1)},
+                               "objective": None if status == "error" else 0.1 + 0.03 * round_ + offset + 0.01 * index,
+                               "status": status, "stopped_at": 3,
+                               "origin_remedy": "UNDERFITTING" if mode == "directed" else None})
+    from recsys.report.reader import query
+
+    has_base = query(f"SELECT COUNT(*) AS n FROM metrics WHERE model = '{model}'", str(run_dir))["n"].item() > 0
+    for name, value in ((model, 0.10), (f"{model}:undirected", 0.13), (f"{model}:directed", 0.17)):
+        if name == model and has_base:
+            continue                   # a real run already has the untuned model's metrics
+        metrics.append({"dataset": dataset, "model": name, "split": "test", "protocol": "full", "segment": "all",
+                        "metric": "ndcg", "k": 10, "value": value, "ci_low": value - 0.02,
+                        "ci_high": value + 0.02, "n_users": 100})
+    for baseline, value in ((model, 0.10), (f"{model}:undirected", 0.13)):
+        comparisons.append({"dataset": dataset, "split": "test", "protocol": "full", "segment": "all",
+                            "baseline": baseline, "candidate": f"{model}:directed", "metric": "ndcg", "k": 10,
+                            "baseline_value": value, "candidate_value": 0.17, "delta": 0.17 - value,
+                            "ci_low": 0.17 - value - 0.01, "ci_high": 0.17 - value + 0.01, "p_value": 0.001,
+                            "p_adjusted": 0.002, "test": "paired_t", "correction": "holm", "n_users": 100})
+    with RunWriter(run_dir, run_id=run_id, resume=True) as run:
+        with run.transaction():
+            run.write("trials", trials)
+            run.write("metrics", metrics)
+            run.write("comparisons", comparisons)
+        run.mark_stage_done("tune")
+
+
+@pytest.fixture
+def add_tuning_rows():
+    """:func:`write_tuning_rows`, for tests (conftest is not importable under --import-mode=importlib)."""
+    return write_tuning_rows
