@@ -22,7 +22,6 @@ depth of -1 becomes 0); an edit that cannot apply (a text setting scaled) is kep
 
 >>> from recsys.tune.space import Param
 >>> from recsys.diagnose.remedies import SpaceEdit
-from recsys.errors import ConfigError
 >>> space = {"train.lr": Param("loguniform", low=1e-3, high=1e-1)}
 >>> new, note = apply_edit(space, SpaceEdit("train.lr", "scale_range", factor=0.1), baseline=lambda p: 0.5)
 >>> new["train.lr"].describe(), note.status
