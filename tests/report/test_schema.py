@@ -80,7 +80,7 @@ def test_tables_filled_later_have_their_keys():
     assert {"step", "epoch", "layer", "grad_norm", "weight_norm", "update_ratio", "nan_count",
             "inf_count", "rows_touched_share"} <= set(TABLES["grad_stats"].names)
     assert json_columns("findings") == ["location", "evidence", "remedy"]
-    assert json_columns("trials") == ["config", "metrics"]
+    assert json_columns("trials") == ["config", "metrics", "remedies", "val_curve"]
     assert {"round", "trial_id", "status", "stopped_at", "origin_remedy"} <= set(TABLES["trials"].names)
 
 

@@ -1,0 +1,125 @@
+"""Ray Tune at the edge: run one search (ASHA + Optuna's TPE, or random search) over a space of trials.
+
+Trials are function trainables around :func:`recsys.tune.trial.run_trial`, each holding
+``tune.cpus_per_trial`` CPUs and training in its own process (no Ray Train trainer
+inside a trial: on a small machine nested trainers starve each other of CPUs). The
+data and item vectors travel once through the object store (``tune.with_parameters``).
+A trial that raises or whose loss turns NaN is recorded and the search goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from recsys.tune.config import TuneConfig
+from recsys.tune.space import Space, to_tune
+from recsys.tune.trial import OBJECTIVE, TrialContext, run_trial
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialOutcome:
+    """What one trial did, as the ``trials`` table records it."""
+
+    trial_id: str
+    config: dict[str, Any]
+    val_curve: list[float] = field(default_factory=list)
+    objective: Optional[float] = None          # best validation NDCG the trial reached
+    status: str = "completed"                  # completed | stopped | diverged | error
+    stop_reason: str = ""                      # max_epochs | early_stopping | asha | nan | exception
+    error: Optional[str] = None
+    epochs: int = 0
+
+
+def _trainable(config: dict, context: TrialContext) -> None:
+    from ray import tune
+
+    trial_id = tune.get_context().get_trial_id()
+    run_trial(config, context, lambda metrics: tune.report(dict(metrics, trial_id=trial_id)))
+
+
+def _searcher(mode: str, cfg: TuneConfig, seed: int, budget: int):
+    if mode == "undirected":
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(random_state=seed)
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    startup = cfg.startup_trials or max(2, budget // 3)
+    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup))
+
+
+def concurrency(cfg: TuneConfig) -> int:
+    """Trials at once: ``tune.max_concurrent_trials``, else as many as the cluster's free CPUs hold (at least 1)."""
+    if cfg.max_concurrent_trials:
+        return cfg.max_concurrent_trials
+    import ray
+
+    cpus = ray.available_resources().get("CPU", 1.0)
+    return max(1, int(cpus // cfg.cpus_per_trial))
+
+
+def error_text(error: BaseException) -> str:
+    """The trial's own exception as ``Type: message`` (Ray's task wrapper and traceback removed).
+
+    >>> error_text(ValueError("dim must be positive"))
+    'ValueError: dim must be positive'
+    """
+    cause = getattr(error, "cause", None) or error
+    while getattr(cause, "cause", None) is not None and cause.cause is not cause:
+        cause = cause.cause
+    lines = [line for line in str(cause).strip().splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {lines[-1] if lines else ''}"[:2000]
+
+
+def outcome_of(result: Any, max_epochs: int) -> TrialOutcome:
+    """A :class:`TrialOutcome` from one Ray Tune ``Result``."""
+    frame = result.metrics_dataframe
+    reports = frame.to_dict("records") if frame is not None and len(frame) else []
+    last = reports[-1] if reports else dict(result.metrics or {})
+    trial_id = str(last.get("trial_id") or Path(result.path).name)
+    config = {k: v for k, v in (result.config or {}).items()}
+    curve = [float(r[OBJECTIVE]) for r in reports if r.get("status") != "diverged" and OBJECTIVE in r]
+    best = max((x for x in curve if math.isfinite(x)), default=None)
+    out = TrialOutcome(trial_id, config, curve, best, epochs=int(last.get("epoch") or 0))
+    if result.error is not None:
+        out.status, out.stop_reason = "error", "exception"
+        out.error = error_text(result.error)
+    elif last.get("status") == "diverged":
+        out.status, out.stop_reason, out.error = "diverged", "nan", f"non-finite loss: {last.get('where')}"
+    elif not last.get("finished", False):
+        out.status, out.stop_reason = "stopped", "asha"
+    else:
+        out.stop_reason = "early_stopping" if last.get("status") == "early_stopped" else "max_epochs"
+    return out
+
+
+def run_search(space: Space, context: TrialContext, cfg: TuneConfig, *, mode: str, budget: int, seed: int,
+               storage: str | Path, name: str) -> list[TrialOutcome]:
+    """Run ``budget`` trials over ``space`` and return their outcomes in the order they were created."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    max_epochs = context.epochs or context.cfg.train.epochs
+    trainable = tune.with_resources(tune.with_parameters(_trainable, context=context), {"cpu": cfg.cpus_per_trial})
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
+                              grace_period=min(cfg.grace_period, max_epochs), reduction_factor=cfg.reduction_factor)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=to_tune(space),
+        tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", scheduler=scheduler,
+                                    search_alg=_searcher(mode, cfg, seed, budget), num_samples=budget,
+                                    max_concurrent_trials=concurrency(cfg)),
+        run_config=tune.RunConfig(name=name, storage_path=str(Path(storage).resolve()), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
+    )
+    log.info("tune: %s search, %d trials, at most %d epochs each", mode, budget, max_epochs)
+    grid = tuner.fit()
+    outcomes = [outcome_of(grid[i], max_epochs) for i in range(len(grid))]
+    return sorted(outcomes, key=lambda o: o.trial_id)
