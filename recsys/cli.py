@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_list(args: argparse.Namespace) -> int:
     runs = list_runs(args.runs).select(
         "run_id", "status", pl.col("started_at").dt.truncate("1s"), "duration_s",
-        "datasets", "stages", "error", "models", pl.col("path").map_elements(short_path, return_dtype=pl.String),
+        "datasets", "models", "stages", "error", pl.col("path").map_elements(short_path, return_dtype=pl.String),
     )
     print_frame(runs, args.format, args.limit)
     return 0
