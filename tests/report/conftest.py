@@ -44,12 +44,20 @@ def write_tuning_rows(run_dir, run_id=None, model="mf", dataset="synthetic"):
     for round_ in (0, 1):
         for mode, offset in (("directed", 0.02), ("undirected", 0.0)):
             for index in range(3):
-                status = "error" if (round_, mode, index) == (1, "undirected", 2) else "terminated"
+                status = "error" if (round_, mode, index) == (1, "undirected", 2) else "completed"
+                objective = None if status == "error" else 0.1 + 0.03 * round_ + offset + 0.01 * index
+                directed = mode == "directed"
                 trials.append({"dataset": dataset, "model": model, "round": round_, "mode": mode,
                                "trial_id": f"{mode[:3]}-{round_}-{index}", "config": {"train.lr": 0.01 * (index + 1)},
-                               "objective": None if status == "error" else 0.1 + 0.03 * round_ + offset + 0.01 * index,
-                               "status": status, "stopped_at": 3,
-                               "origin_remedy": "UNDERFITTING" if mode == "directed" else None})
+                               "objective": objective, "status": status, "stopped_at": 3,
+                               "origin_remedy": "UNDERFITTING" if directed else None,
+                               "remedies": [{"code": "UNDERFITTING", "edit": "scale_range x3", "param": "train.lr",
+                                             "before": "[0.001, 0.01]", "after": "[0.003, 0.03]",
+                                             "status": "applied"}] if directed else None,
+                               "val_curve": None if objective is None else [objective * f for f in (0.5, 0.8, 1.0)],
+                               "stop_reason": "exception" if status == "error" else "max_epochs",
+                               "error": "RuntimeError: worker died" if status == "error" else None,
+                               "model_variant": f"{model}:{mode}", "selected": index == 2 and round_ == 1})
     from recsys.report.reader import query
 
     has_base = query(f"SELECT COUNT(*) AS n FROM metrics WHERE model = '{model}'", str(run_dir))["n"].item() > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import polars as pl
@@ -94,11 +95,16 @@ def test_optional_trial_columns_are_drawn_when_present(tmp_path, add_tuning_rows
     run_dir = evaluated_run(tmp_path / "run")
     add_tuning_rows(run_dir)
     data = load_run(run_dir)
+    note = {"code": "UNDERFITTING", "edit": "scale_range x3", "param": "train.lr", "before": "[0.001, 0.01]",
+            "after": "[0.003, 0.03]", "status": "applied"}
     trials = data.tables["trials"].with_columns(
-        val_curve=pl.lit("[0.1, 0.15, 0.18]"), remedies=pl.lit('["train.lr: scale_range x3"]'),
-        stop_reason=pl.lit("asha"), error=pl.lit(None, pl.String), model_variant=pl.lit("mf"))
+        val_curve=pl.lit("[0.1, 0.15, 0.18]"), remedies=pl.lit(json.dumps([note])),
+        stop_reason=pl.lit("asha"), error=pl.lit(None, pl.String), model_variant=pl.lit("mf:directed"),
+        selected=pl.col("trial_id") == "dir-1-2")
     html = trials_plots(data, trials)
-    assert "per-epoch validation NDCG" in html and "train.lr: scale_range x3" in html and "asha" in html
+    assert "per-epoch validation NDCG" in html and "asha" in html and "mf:directed" in html
+    assert "UNDERFITTING: train.lr [0.001, 0.01] -&gt; [0.003, 0.03] (scale_range x3, applied)" in html
+    assert "<th>selected</th>" in html
 
 
 def test_best_so_far_skips_failed_trials():

@@ -17,7 +17,23 @@ from recsys.report.html import plots
 from recsys.report.html.data import RunData
 from recsys.report.html.page import Section, esc, figure_html, fmt, note, table_html
 
-OPTIONAL = ("remedies", "val_curve", "stop_reason", "error", "model_variant")
+OPTIONAL = ("remedies", "val_curve", "stop_reason", "error", "model_variant", "selected")
+
+
+def describe_note(note_item) -> str:
+    """One applied (or skipped) space edit of the ``remedies`` column in words.
+
+    >>> describe_note({"code": "UNDERFITTING", "edit": "scale_range x3", "param": "train.lr",
+    ...                "before": "[0.001, 0.01]", "after": "[0.003, 0.03]", "status": "applied"})
+    'UNDERFITTING: train.lr [0.001, 0.01] -> [0.003, 0.03] (scale_range x3, applied)'
+    >>> describe_note("train.lr x3")
+    'train.lr x3'
+    """
+    if not isinstance(note_item, dict):
+        return str(note_item)
+    change = f"{note_item.get('param', '?')} {note_item.get('before', '')} -> {note_item.get('after', '')}"
+    extra = ", ".join(str(x) for x in (note_item.get("edit"), note_item.get("status"), note_item.get("reason")) if x)
+    return f"{note_item.get('code', '?')}: {change} ({extra})" if extra else f"{note_item.get('code', '?')}: {change}"
 
 
 def best_so_far(objectives) -> list[float]:
@@ -69,12 +85,17 @@ def trials_plots(data: RunData, trials: pl.DataFrame) -> str:
             parts.append(figure_html(plots.line_panels(
                 {k: dict(list(v.items())[:8]) for k, v in panels.items()}, "epoch", ylabel="val NDCG"),
                 "per-epoch validation NDCG of the trials (at most 8 per mode)"))
+    if "remedies" in trials.columns and trials["remedies"].drop_nulls().len():
+        edits = (trials.filter(pl.col("remedies").is_not_null())
+                 .select("round", "mode", "model", "remedies").unique(maintain_order=True))
+        rows = [{"round": r, "mode": m, "model": model, "edit": describe_note(item)}
+                for r, m, model, text in edits.iter_rows() for item in _json_list(text)]
+        if rows:
+            parts.append("<h3>Remedies applied to the search space, by round</h3>"
+                         + table_html(pl.DataFrame(rows).unique(maintain_order=True)))
     shown = [c for c in ("round", "trial_id", "mode", "model", "objective", "status", "stopped_at",
-                         "origin_remedy", *OPTIONAL) if c in trials.columns and c != "val_curve"]
+                         "origin_remedy", *OPTIONAL) if c in trials.columns and c not in ("val_curve", "remedies")]
     table = trials.sort("objective", descending=True, nulls_last=True).select(shown)
-    if "remedies" in table.columns:
-        table = table.with_columns(pl.col("remedies").map_elements(
-            lambda t: "; ".join(map(str, _json_list(t))), return_dtype=pl.String))
     parts.append("<h3>Trials, best first</h3>" + table_html(table, max_rows=50))
     return "".join(parts)
 
