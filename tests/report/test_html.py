@@ -146,3 +146,17 @@ def test_builds_quickly(tmp_path, add_tuning_rows):
     start = time.perf_counter()
     build_html(run_dir)
     assert time.perf_counter() - start < 5
+
+
+def test_several_datasets_get_a_cross_dataset_plot_and_one_leaderboard_each(tmp_path):
+    with RunWriter(tmp_path / "run", run_id="multi") as run:
+        run.write("metrics", [{"dataset": dataset, "model": model, "split": "test", "protocol": "full",
+                               "segment": "all", "metric": "ndcg", "k": 10, "value": value,
+                               "ci_low": value - 0.01, "ci_high": value + 0.01}
+                              for dataset, shift in (("small", 0.0), ("large", 0.1))
+                              for model, value in (("pop", 0.1 + shift), ("mf", 0.2 - shift))])
+    page = build_html(tmp_path / "run")
+    assert "Leaderboard: large" in page and "Leaderboard: small" in page
+    evaluation = page[page.index('<section id="evaluation">'):page.index('<section id="training">')]
+    assert "nothing to compare across datasets" not in evaluation
+    assert "per model on each dataset" in evaluation
