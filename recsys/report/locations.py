@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,14 +188,22 @@ def read_text(path: Location) -> str:
 def write_text_atomic(path: Location, text: str) -> None:
     """Write a text file so that readers see the old content or the new one, never a part.
 
-    Locally: a temporary name, fsync, rename (the report writer's publish helper).
+    Locally: a hidden temporary name in the same directory, fsync, rename (as the report writer does).
     On object stores a single PUT is already all-or-nothing.
     """
     data = text.encode("utf-8")
     if isinstance(path, Path):
-        from recsys.report.writer import _publish_atomic
-
-        _publish_atomic(path, lambda handle: handle.write(data))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")   # hidden, same directory
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return
     with path.fs.open_output_stream(path.fs_path) as stream:
         stream.write(data)
