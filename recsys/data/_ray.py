@@ -218,8 +218,9 @@ def _write_splits(by_user, maps: IdMaps, writer: PreparedWriter) -> None:
 
         target = writer.tmp_dir / name
         target.mkdir(parents=True, exist_ok=True)
-        # the prepared dataset is a directory on the driver's node: its write tasks run there
-        on_driver = {"scheduling_strategy": NodeAffinitySchedulingStrategy(
+        # the prepared dataset is a directory on the driver's node: its write tasks run there, reserving
+        # no CPU (a head may have none to give)
+        on_driver = {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(
             ray.get_runtime_context().get_node_id(), soft=False)}
         by_user.map_batches(select, batch_size=None, batch_format="pyarrow").write_parquet(
             str(target), ray_remote_args=on_driver)

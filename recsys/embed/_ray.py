@@ -111,12 +111,16 @@ def item_blocks(items_path: Path, extra: pa.Table | None, rows: int = ITEM_BLOCK
 
 
 def _on_this_node() -> dict:
-    """Ray remote args that keep a task on the driver's node (writes to a local cache must land there)."""
+    """Ray remote args that keep a task on the driver's node (writes to a local cache must land there).
+
+    The task reserves no CPU: encoder actors may hold every CPU of this node (or the
+    head may have none), and a write that waits for a CPU there would stall the stage.
+    """
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
-                                                                  soft=False)}
+    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(
+        ray.get_runtime_context().get_node_id(), soft=False)}
 
 
 def _todo_only(batch: pa.Table, repeated: list[str]) -> pa.Table:
@@ -177,9 +181,9 @@ def embed_with_ray(items_path: Path, extra: pa.Table | None, spec: TextSpec, cac
             num_cpus=plan.num_cpus, num_gpus=plan.num_gpus or None,
         )
         local_cache = not is_uri(cache.parts_dir)
+        placement = _on_this_node() if local_cache else {"num_cpus": WRITE_TASK_CPUS}
         written = encoded.map_batches(_write_block, fn_kwargs={"parts_dir": str(cache.parts_dir)},
-                                      batch_size=None, batch_format="pyarrow", num_cpus=WRITE_TASK_CPUS,
-                                      **(_on_this_node() if local_cache else {}))
+                                      batch_size=None, batch_format="pyarrow", **placement)
         progress = Progress(n_todo, f"embed {cfg.name} ({plan.actors} actor(s) x {plan.threads} thread(s), "
                                     f"{plan.device})", every_s=cfg.progress_every_s)
         for batch in written.iter_batches(batch_size=None, batch_format="pyarrow"):
