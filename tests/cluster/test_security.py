@@ -14,6 +14,9 @@ from recsys.report.writer import RunWriter, check_run_id
 from tests.cluster.raycluster import REPO, ray_env
 
 
+pytestmark = pytest.mark.cluster
+
+
 @pytest.mark.slow
 def test_a_local_ray_binds_its_dashboard_to_loopback():
     script = ("import ray\nfrom recsys.runtime import RayConfig, init_ray\n"

@@ -22,6 +22,7 @@ from recsys.report.writer import RunWriter, write_part
 from tests.cluster.conftest import BUCKET, aws_variables, s3_keys
 from tests.cluster.raycluster import REPO, ray_env
 
+pytestmark = pytest.mark.cluster
 CURVE = {"model": "mf", "step": 0, "name": "train/loss", "value": 0.7}
 
 

@@ -20,6 +20,7 @@ CLUSTER = REPO / "cluster"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 RAY_VERSION = next(re.search(r"==([\d.]+)", d).group(1) for d in PYPROJECT["project"]["dependencies"]
                    if d.startswith("ray["))
+pytestmark = pytest.mark.cluster
 STAGE_MODULES = sorted(p.stem for p in (REPO / "rayjobs").glob("*.py") if not p.stem.startswith("_"))
 
 
