@@ -34,6 +34,7 @@ from recsys.evaluate.compare import stage_compare
 from recsys.evaluate.crossdata import check_compare_config
 from recsys.evaluate.stage import stage_evaluate
 from recsys.train.stage import stage_train
+from recsys.tune.stage import stage_tune
 from recsys.errors import ConfigError
 from recsys.report.writer import RunWriter, check_run_id, new_run_id
 from recsys.runtime import init_ray
@@ -75,6 +76,7 @@ STAGES: dict[str, Callable[[RunState], None]] = {
     "train": stage_train,
     "evaluate": stage_evaluate,
     "diagnose": stage_diagnose,
+    "tune": stage_tune,
 }
 
 RUN_STAGES: dict[str, Callable[[RunLevelState], None]] = {

@@ -162,7 +162,12 @@ def diagnose_models(models: Mapping[str, Recommender], prepared: PreparedDataset
 # ---------------------------------------------------------------- judging
 
 
-def _frame(table: str, rows: list[dict]) -> pl.DataFrame:
+def rows_frame(table: str, rows: list[dict]) -> pl.DataFrame:
+    """``rows`` as a frame with report table ``table``'s columns (keys it lacks are dropped, absent ones null).
+
+    >>> rows_frame("curves", [{"model": "mf", "step": 0, "name": "train/loss", "value": 1.5, "extra": 1}]).shape
+    (1, 8)
+    """
     schema = dict(pl.from_arrow(schema_for(table).empty_table()).schema)
     return pl.DataFrame([{k: v for k, v in r.items() if k in schema} for r in rows], schema=schema,
                         strict=False) if rows else pl.DataFrame(schema=schema)
@@ -185,7 +190,7 @@ def judge(tables: Mapping[str, pl.DataFrame], result: DiagnoseResult, cfg: Diagn
     merged = dict(tables)
     for table, rows in (("feature_importance", result.feature_importance),
                         ("embedding_health", _jsonable_details(result.embedding_health))):
-        new = _frame(table, rows)
+        new = rows_frame(table, rows)
         old = merged.get(table)
         merged[table] = pl.concat([old.select(new.columns), new], how="vertical_relaxed") \
             if old is not None and old.height else new

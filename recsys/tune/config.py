@@ -4,7 +4,7 @@
 see :mod:`recsys.tune.space`); the remedies of the diagnosis edit it round by round.
 
 >>> cfg = TuneConfig()
->>> cfg.mode, cfg.model, cfg.rounds * cfg.trials
+>>> cfg.mode, searched_model(cfg, ["pop", "mf", "two_tower"]), cfg.rounds * cfg.trials
 ('directed', 'two_tower', 4)
 >>> check_tune_config(TuneConfig(mode="guided"))
 Traceback (most recent call last):
@@ -33,7 +33,8 @@ class TuneConfig:
     """
 
     enabled: bool = True               # false: the pipeline's tune stage does nothing
-    model: str = "two_tower"            # the model searched (it must be among `models`)
+    model: Optional[str] = None         # the model searched; null: two_tower when trained, else the first trained
+                                        # model other than pop
     rounds: int = 1
     trials: int = 4
     mode: str = "directed"              # directed | undirected | both
@@ -45,6 +46,20 @@ class TuneConfig:
     cpus_per_trial: float = 1.0
     max_concurrent_trials: Optional[int] = None   # null: as many as the cluster's CPUs hold
     space: dict[str, Any] = field(default_factory=dict)   # the default space (configs/tune/default.yaml)
+
+
+def searched_model(cfg: TuneConfig, trained: list[str]) -> Optional[str]:
+    """The model the search tunes: ``tune.model``, or by default two_tower (when trained), else the first
+    trained model other than pop; None when there is none.
+
+    >>> searched_model(TuneConfig(), ["pop", "mf"]), searched_model(TuneConfig(), ["pop"])
+    ('mf', None)
+    """
+    if cfg.model is not None:
+        return cfg.model
+    if "two_tower" in trained:
+        return "two_tower"
+    return next((name for name in trained if name != "pop"), None)
 
 
 def _one_of(value, choices, setting: str) -> None:

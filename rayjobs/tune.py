@@ -1,0 +1,34 @@
+"""Every stage up to and including the diagnosis-driven search: ``python -m rayjobs.tune [overrides]``.
+
+Prepares, embeds, trains, evaluates and diagnoses the models of ``models=[...]``, then
+searches ``tune.model`` (``tune.mode=directed``: the findings edit the space; ``undirected``:
+random search over the default space with the same budget; ``both``), e.g.
+``python -m rayjobs.tune models=[pop,two_tower] tune.rounds=2 tune.trials=8 tune.mode=both``.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from rayjobs._common import CONFIG_DIR, run_entry
+from recsys.pipeline import STAGES, run_stages
+
+
+def stages_through_tune() -> list[str]:
+    """The pipeline's per-dataset stages in order, up to and including ``tune``.
+
+    >>> stages_through_tune()[-2:]
+    ['diagnose', 'tune']
+    """
+    names = list(STAGES)
+    return names[: names.index("tune") + 1]
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)
+def main(cfg: DictConfig) -> None:
+    run_entry(lambda config: run_stages(config, stages_through_tune()), cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""What the tune stage leaves in the report besides ``trials``, and the before/after summary it prints."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from recsys.evaluate.segments import ALL
+
+
+def _results(state, results) -> dict:
+    """``{reported model name: evaluation rows per split}``: the baseline first, then undirected, then directed."""
+    from recsys.tune.stage import variant
+
+    out = {state.model: state.evaluation["rows"][state.model]}
+    for mode in ("undirected", "directed"):
+        best = results[mode].best if mode in results else None
+        if best is not None:
+            out[variant(state.model, mode)] = best.retrained.payload.rows
+    return out
+
+
+def write_results(state, results) -> list[dict]:
+    """Write metrics, user_metrics, comparisons and the rounds' findings; return the comparison rows."""
+    from recsys.evaluate.stage import comparison_rows, metric_rows, user_metric_frame
+
+    ev, ecfg, writer, dataset = state.evaluation, state.cfg.eval, state.run.writer, state.dataset
+    by_model = _results(state, results)
+    for name, rows in list(by_model.items())[1:]:
+        for split, result in rows.items():
+            summary = metric_rows(result, ev["context"], split, ecfg, ev["segments"][split], ev["item_groups"])
+            writer.write("metrics", [dict(row, model=name, dataset=dataset) for row in summary])
+            writer.write("user_metrics", user_metric_frame(result, ev["context"]).with_columns(
+                pl.lit(dataset).alias("dataset"), pl.lit(name).alias("model"), pl.lit(split).alias("split"),
+                pl.lit(ecfg.protocol).alias("protocol")))
+    comparisons = []
+    if len(by_model) > 1:
+        for split in ecfg.splits:
+            found = comparison_rows({name: rows[split] for name, rows in by_model.items()}, split, ecfg,
+                                    ev["segments"][split])
+            comparisons += [dict(row, dataset=dataset) for row in found]
+        writer.write("comparisons", comparisons)
+    if "directed" in results:
+        writer.write("findings", [row for rnd in results["directed"].rounds if rnd.retrained is not None
+                                  for row in rnd.retrained.payload.findings_rows])
+    return comparisons
+
+
+def _value(rows, column: str) -> str:
+    result = rows.get("test")
+    if result is None or column not in result.values:
+        return "-"
+    values = result.values[column][result.evaluated]
+    return f"{values.mean():.4f}" if values.size else "-"
+
+
+def summary_text(state, results, comparisons: list[dict]) -> str:
+    """Before/after: test NDCG and recall of the baseline and each search's result, then the paired tests."""
+    ks = list(state.cfg.eval.k)
+    k = 10 if 10 in ks else max(ks)
+    by_model = _results(state, results)
+    lines = [f"tuning {state.model} on {state.dataset}:"]
+    for mode, result in results.items():
+        trials = [t for rnd in result.rounds for t in rnd.trials]
+        failed = sum(t.status in ("error", "diverged") for t in trials)
+        stopped = sum(t.status == "stopped" for t in trials)
+        lines.append(f"  {mode}: {len(result.rounds)} round(s), {len(trials)} trials "
+                     f"({stopped} stopped early by ASHA, {failed} failed)")
+        for rnd in result.rounds:
+            applied = [f"{n.code}: {n.edit}" for n in rnd.notes if n.status == "applied"]
+            if mode == "directed":
+                lines.append(f"    round {rnd.index} remedies: {'; '.join(applied) if applied else 'none'}")
+    header = ["model", f"test NDCG@{k}", f"test Recall@{k}"]
+    table = [header] + [[name, _value(rows, f"ndcg@{k}"), _value(rows, f"recall@{k}")]
+                        for name, rows in by_model.items()]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in table]
+    for row in comparisons:
+        if row["split"] == "test" and row["segment"] == ALL and row["metric"] in ("ndcg", "recall") and row["k"] == k:
+            p = row.get("p_adjusted")
+            lines.append(f"  {row['candidate']} vs {row['baseline']}: {row['metric']}@{k} {row['delta']:+.4f} "
+                         f"(p adjusted {'-' if p is None else f'{p:.3g}'})")
+    return "\n".join(lines)
