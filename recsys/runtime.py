@@ -72,7 +72,9 @@ def init_ray(cfg: RayConfig) -> dict:
         env = {"env_vars": dict(cfg.runtime_env)} if cfg.runtime_env else None
         address = effective_address(cfg)
         if address is None:
+            # "local": always a new single-node Ray, never a cluster that `ray start` left on this machine
             ray.init(
+                address="local",
                 num_cpus=cfg.num_cpus or os.cpu_count(),
                 num_gpus=cfg.num_gpus,
                 object_store_memory=cfg.object_store_memory,
