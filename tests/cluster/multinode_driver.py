@@ -9,6 +9,9 @@ owns its Ray connection; tests/cluster/test_multinode.py checks what it writes:
   hosts one of them is killed while the stage runs, and the rows still cover each
   evaluable user exactly once with the single-process values.
 - ``train``: Ray Train with 2 workers, one per node, completes.
+- ``embed_kill``: the default encoder in two one-CPU actors; a worker node hosting
+  one is killed while it encodes (then a fresh node joins); every item still gets
+  exactly one vector, equal to the single-process engine's.
 
 Each node has one CPU, so two one-CPU actors can only run on two nodes.
 """
@@ -90,6 +93,56 @@ def embed_scenario(work: Path) -> dict:
     }
 
 
+def embed_with_a_node_killed(cluster, work: Path) -> dict:
+    """The default encoder (MiniLM) in 2 one-CPU actors; a worker node hosting one is killed while it encodes."""
+    import pyarrow.parquet as pq
+
+    from recsys.data.config import DataConfig, SplitConfig
+    from recsys.data.prepare import prepare
+    from recsys.embed.cache import EmbeddingCache
+    from recsys.embed.catalogue import embed_catalogue, load_item_vectors
+    from recsys.embed.config import EncoderConfig
+    from tests.embed.fixtures import tiny_synthetic
+
+    prepared = prepare(tiny_synthetic(n_items=600, seed=1), DataConfig(cache_dir=str(work / "prepared-kill"),
+                                                                       engine="local"), SplitConfig())
+    cfg = EncoderConfig(actors=2, threads_per_actor=1, rows_per_block=16, progress_every_s=0)
+    removed: dict = {}
+    killer = threading.Thread(target=kill_a_worker_node_running, args=(cluster, "MapWorker", removed), daemon=True)
+    started = time.time()
+    killer.start()
+    result = embed_catalogue(prepared, cfg, work / "cache-kill", engine="ray")
+    finished = time.time()
+    killer.join(timeout=5)
+    local = embed_catalogue(prepared, cfg, work / "cache-kill-local", engine="local")
+    item_map = prepared.item_map()
+    ids = pq.read_table(result.path, columns=["item_id"]).column("item_id").to_pylist()
+    cached = [h for part in EmbeddingCache(result.cache_dir).part_files()
+              for h in pq.read_table(part, columns=["text_hash"]).column("text_hash").to_pylist()]
+    return {
+        "removed": removed, "started_at": started, "finished_at": finished,
+        "item_ids": ids, "expected_ids": sorted(item_map["item_id"].to_list()),
+        "n_texts": result.counts["n_texts"], "n_cached_rows": len(cached), "n_cached_hashes": len(set(cached)),
+        "max_abs_diff": float(np.abs(load_item_vectors(result.path, item_map)
+                                     - load_item_vectors(local.path, item_map)).max()),
+    }
+
+
+def kill_a_worker_node_running(cluster, class_fragment: str, removed: dict, settle_s: float = 1.0) -> None:
+    """Once an actor of ``class_fragment`` is alive on a worker node, kill that node (no graceful drain)."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        for actor in alive_actors(class_fragment):
+            node_id = actor["Address"]["NodeID"]
+            victim = next((n for n in cluster.worker_nodes if n.node_id == node_id), None)
+            if victim is not None:
+                time.sleep(settle_s)              # let it take work first
+                removed.update(node_id=node_id, at=time.time())
+                cluster.remove_node(victim, allow_graceful=False)
+                return
+        time.sleep(0.05)
+
+
 def eval_world(seed=0, n_users=3000, n_items=40_000):
     """An untrained mf model and a random split world, big enough that scoring takes a while on one CPU."""
     from recsys.evaluate.context import EvalContext
@@ -108,7 +161,7 @@ def eval_world(seed=0, n_users=3000, n_items=40_000):
     return model, ctx
 
 
-def evaluate_scenario(cluster, victims) -> dict:
+def evaluate_scenario(cluster) -> dict:
     from recsys.evaluate._ray import evaluate_many_ray
     from recsys.evaluate.config import EvalConfig
     from recsys.evaluate.context import evaluate_split
@@ -117,22 +170,8 @@ def evaluate_scenario(cluster, victims) -> dict:
     model, ctx = eval_world()
     cfg = EvalConfig(k=[10], memory_budget_mb=4, engine="ray")
     removed: dict = {}
-
-    def kill_a_node_running_an_evaluator():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not removed:
-            for actor in alive_actors("MapWorker"):
-                node_id = actor["Address"]["NodeID"]
-                victim = next((n for n in victims if n.node_id == node_id), None)
-                if victim is not None:
-                    time.sleep(1.0)              # let it take shards first
-                    removed.update(node_id=node_id, at=time.time())
-                    cluster.remove_node(victim, allow_graceful=False)
-                    return
-            time.sleep(0.05)
-
     since = time.time()
-    killer = threading.Thread(target=kill_a_node_running_an_evaluator, daemon=True)
+    killer = threading.Thread(target=kill_a_worker_node_running, args=(cluster, "MapWorker", removed), daemon=True)
     killer.start()
     sharded = evaluate_many_ray({"mf": model}, ctx, ["val", "test"], cfg, n_shards=24)
     finished = time.time()
@@ -177,7 +216,8 @@ def main(out_file: str) -> None:
     cluster = Cluster(initialize_head=True, head_node_args=HEAD_RESOURCES)
     results: dict = {}
     try:
-        workers = [cluster.add_node(**WORKER_RESOURCES) for _ in range(2)]
+        for _ in range(2):
+            cluster.add_node(**WORKER_RESOURCES)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
         import ray.data
@@ -192,8 +232,13 @@ def main(out_file: str) -> None:
         results["train"] = train_scenario(work)
         results["train"]["seconds"] = time.monotonic() - t0
         t0 = time.monotonic()
-        results["evaluate"] = evaluate_scenario(cluster, workers)
+        results["evaluate"] = evaluate_scenario(cluster)
         results["evaluate"]["seconds"] = time.monotonic() - t0
+        cluster.add_node(**WORKER_RESOURCES)          # back to three nodes
+        cluster.wait_for_nodes()
+        t0 = time.monotonic()
+        results["embed_kill"] = embed_with_a_node_killed(cluster, work)
+        results["embed_kill"]["seconds"] = time.monotonic() - t0
     finally:
         Path(out_file).write_text(json.dumps(results))
         ray.shutdown()

@@ -55,3 +55,13 @@ def test_evaluation_survives_losing_a_worker_node_mid_stage_with_exact_rows(resu
         assert len(rows["users"]) == len(set(rows["users"])), f"{split}: a user evaluated twice"
         assert sorted(rows["users"]) == rows["expected_users"], f"{split}: users lost or added"
         assert rows["same_topk"] and rows["same_values"], split
+
+
+def test_embedding_survives_losing_a_worker_node_mid_stage_with_one_vector_per_item(results):
+    embed = results["embed_kill"]
+    removed = embed["removed"]
+    assert removed and removed["node_id"] != results["head"], "no encoder ran on a worker node"
+    assert embed["started_at"] < removed["at"] < embed["finished_at"], "the node went after the stage ended"
+    assert sorted(embed["item_ids"]) == embed["expected_ids"]                 # each item once, none lost
+    assert embed["n_cached_hashes"] == embed["n_texts"]                      # every text has its vector cached
+    assert embed["max_abs_diff"] < 1e-5
