@@ -43,11 +43,11 @@ def _trainable(config: dict, context: TrialContext) -> None:
     run_trial(config, context, lambda metrics: tune.report(dict(metrics, trial_id=trial_id)))
 
 
-def _searcher(mode: str, cfg: TuneConfig, seed: int, budget: int):
+def _searcher(mode: str, cfg: TuneConfig, seed: int, budget: int, parallel: int):
     if mode == "undirected":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=seed)
+        return BasicVariantGenerator(random_state=seed, max_concurrent=parallel)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -107,6 +107,7 @@ def run_search(space: Space, context: TrialContext, cfg: TuneConfig, *, mode: st
     from ray.tune.schedulers import ASHAScheduler
 
     max_epochs = context.epochs or context.cfg.train.epochs
+    parallel = concurrency(cfg)
     trainable = tune.with_resources(tune.with_parameters(_trainable, context=context), {"cpu": cfg.cpus_per_trial})
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
                               grace_period=min(cfg.grace_period, max_epochs), reduction_factor=cfg.reduction_factor)
@@ -114,8 +115,8 @@ def run_search(space: Space, context: TrialContext, cfg: TuneConfig, *, mode: st
         trainable,
         param_space=to_tune(space),
         tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", scheduler=scheduler,
-                                    search_alg=_searcher(mode, cfg, seed, budget), num_samples=budget,
-                                    max_concurrent_trials=concurrency(cfg)),
+                                    search_alg=_searcher(mode, cfg, seed, budget, parallel), num_samples=budget,
+                                    max_concurrent_trials=None if mode == "undirected" else parallel),
         run_config=tune.RunConfig(name=name, storage_path=str(Path(storage).resolve()), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
     )

@@ -39,7 +39,7 @@ class TuneConfig:
     trials: int = 4
     mode: str = "directed"              # directed | undirected | both
     seed: int = 0
-    epochs: int = 6                     # most epochs of one trial (ASHA's max_t); train.epochs when null
+    epochs: Optional[int] = 6           # most epochs of one trial (ASHA's max_t, at most train.epochs); null: train.epochs
     grace_period: int = 2               # ASHA: epochs every trial gets before it may be stopped
     reduction_factor: int = 2           # ASHA: keep the best 1/reduction_factor at each rung
     startup_trials: Optional[int] = None  # TPE: random trials before the model takes over (null: trials // 3, >= 2)

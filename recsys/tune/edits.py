@@ -173,15 +173,25 @@ def apply_remedies(space: Space, findings: Iterable[Finding], model: str,
                    baseline: Baseline) -> tuple[Space, list[EditNote]]:
     """Apply the remedy edits of ``model``'s warning and critical findings to ``space``, worst finding first.
 
-    Edits of other models' settings are skipped with their reason; every edit leaves an :class:`EditNote`.
+    A setting a worse finding already edited is not edited again by a milder one (a critical
+    LOSS_DIVERGENCE lowers the learning rate; a warning UNDERFITTING does not raise it back);
+    findings of equal severity compose. Edits of other models' settings are skipped too; every
+    edit leaves an :class:`EditNote` saying what happened and why.
     """
     notes: list[EditNote] = []
+    steered: dict[str, Finding] = {}         # setting -> the first (worst) finding that edited it
     for finding in steering_findings(findings, model):
         for edit in finding.remedy.edits:
+            first = steered.get(edit.param)
             if not tunable(edit.param, model):
-                notes.append(EditNote(finding.code, edit.describe(), edit.param, "", "", "skipped",
-                                      f"not a setting of {model}"))
+                reason = f"not a setting of {model}"
+            elif first is not None and first.rank > finding.rank:
+                reason = f"already steered by {first.code} ({first.severity})"
+            else:
+                space, note = apply_edit(space, edit, baseline, finding.code)
+                notes.append(note)
+                if note.status == "applied":
+                    steered.setdefault(edit.param, finding)
                 continue
-            space, note = apply_edit(space, edit, baseline, finding.code)
-            notes.append(note)
+            notes.append(EditNote(finding.code, edit.describe(), edit.param, "", "", "skipped", reason))
     return space, notes

@@ -95,7 +95,8 @@ class TuneRun:
         self.item_text = item_text
         self.root = checkpoint_root(run).resolve() / "tune"
         self.evaluation = run.extras["evaluation"]
-        self.context = TrialContext(self.cfg, self.model, self.data, {None: item_text}, epochs=self.tcfg.epochs,
+        epochs = min(cfg.epochs, self.cfg.train.epochs) if cfg.epochs else self.cfg.train.epochs
+        self.context = TrialContext(self.cfg, self.model, self.data, {None: item_text}, epochs=max(1, epochs),
                                     threads=max(1, int(self.tcfg.cpus_per_trial)))
 
     # ------------------------------------------------------------ inputs
