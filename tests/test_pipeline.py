@@ -70,7 +70,7 @@ def test_pipeline_evaluates_the_trained_models_through_ray_data(tmp_path):
 def _run_module(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1", RAY_AUTH_MODE="disabled")
     return subprocess.run([sys.executable, "-m", module, *overrides, "ray.num_cpus=2"],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.slow
@@ -82,7 +82,11 @@ def test_pipeline_entry_point_runs_on_the_default_data_and_reports(tmp_path):
     runs = pl.read_parquet(tmp_path / "run" / "runs" / "*.parquet")
     assert runs["status"].to_list() == ["succeeded"]
     metrics = pl.read_parquet(tmp_path / "run" / "metrics" / "*.parquet")
-    assert set(metrics.filter(pl.col("segment") == "all")["model"]) == {"pop", "mf"}
+    # the pipeline's default tuning round searched mf (two_tower is not trained here)
+    assert set(metrics.filter(pl.col("segment") == "all")["model"]) == {"pop", "mf", "mf:directed"}
+    trials = pl.read_parquet(tmp_path / "run" / "trials" / "*.parquet")
+    assert trials.height == 4 and set(trials["mode"]) == {"directed"} and trials["selected"].sum() == 1
+    assert "tuning mf on synthetic" in result.stdout
     cli = subprocess.run([sys.executable, "-m", "recsys.cli", "report", "query",
                           "SELECT stage, n_rows FROM datasets WHERE stage = 'train'", "--runs", str(tmp_path / "run"),
                           "--format", "csv"], capture_output=True, text=True, timeout=60)
