@@ -14,17 +14,16 @@ import hydra
 from omegaconf import DictConfig
 
 from rayjobs._common import CONFIG_DIR, run_entry
-from recsys.pipeline import STAGES, run_stages
+from recsys.pipeline import run_stages, stages_through
 
 
 def stages_through_diagnose() -> list[str]:
-    """The pipeline's stages in order, up to and including ``diagnose``.
+    """The pipeline's per-dataset stages in order, up to and including ``diagnose``.
 
     >>> stages_through_diagnose()[-1]
     'diagnose'
     """
-    names = list(STAGES)
-    return names[: names.index("diagnose") + 1]
+    return stages_through("diagnose")
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)

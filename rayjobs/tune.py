@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from rayjobs._common import CONFIG_DIR, run_entry
-from recsys.pipeline import STAGES, run_stages
+from recsys.pipeline import run_stages, stages_through
 
 
 def stages_through_tune() -> list[str]:
@@ -21,8 +21,7 @@ def stages_through_tune() -> list[str]:
     >>> stages_through_tune()[-2:]
     ['diagnose', 'tune']
     """
-    names = list(STAGES)
-    return names[: names.index("tune") + 1]
+    return stages_through("tune")
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)

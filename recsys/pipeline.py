@@ -84,6 +84,17 @@ RUN_STAGES: dict[str, Callable[[RunLevelState], None]] = {
 }
 
 
+def stages_through(last: str) -> list[str]:
+    """The per-dataset stages in order, up to and including ``last`` (what ``rayjobs.<last>`` runs).
+
+    >>> stages_through("train")
+    ['prepare', 'embed', 'train']
+    """
+    _check_stages([last])
+    names = list(STAGES)
+    return names[: names.index(last) + 1]
+
+
 def report_dir_for(cfg: RecsysConfig, run_id: str) -> Path | str:
     """``report.dir``, else ``<report.root>/<run_id>``; a URI stays a string.
 
