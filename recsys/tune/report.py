@@ -69,6 +69,11 @@ def summary_text(state, results, comparisons: list[dict]) -> str:
             applied = [f"{n.code}: {n.edit}" for n in rnd.notes if n.status == "applied"]
             if mode == "directed":
                 lines.append(f"    round {rnd.index} remedies: {'; '.join(applied) if applied else 'none'}")
+            if rnd.retrained is not None:
+                found = [f"{f.code} ({f.severity})" for f in rnd.retrained.findings if f.severity != "info"]
+                after = f"; its findings: {', '.join(found) or 'no warning or critical'}" if mode == "directed" else ""
+                lines.append(f"    round {rnd.index} best trial {rnd.selected.trial_id} retrained: val NDCG "
+                             f"{rnd.retrained.val_ndcg:.4f}{after}")
     header = ["model", f"test NDCG@{k}", f"test Recall@{k}"]
     table = [header] + [[name, _value(rows, f"ndcg@{k}"), _value(rows, f"recall@{k}")]
                         for name, rows in by_model.items()]
