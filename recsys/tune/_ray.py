@@ -93,9 +93,9 @@ def outcome_of(result: Any, max_epochs: int) -> TrialOutcome:
         out.error = error_text(result.error)
     elif last.get("status") == "diverged":
         out.status, out.stop_reason, out.error = "diverged", "nan", f"non-finite loss: {last.get('where')}"
-    elif not last.get("finished", False):
+    elif not last.get("finished", False) and out.epochs < max_epochs:
         out.status, out.stop_reason = "stopped", "asha"
-    else:
+    else:                                       # ended by itself, or reached the search's epoch budget (max_t)
         out.stop_reason = "early_stopping" if last.get("status") == "early_stopped" else "max_epochs"
     return out
 
