@@ -1,6 +1,6 @@
 """Real runs for the report tests: the pipeline on tiny synthetic data, run once per test session.
 
-``demo_run``: every stage, models pop, mf and two_tower, gradient statistics at every step.
+``demo_run``: every stage but tune, models pop, mf and two_tower, gradient statistics at every step.
 ``second_run``: prepare, train and evaluate of pop and mf with another training seed, so that
 queries and comparisons have two runs to concatenate. Tests that use them are marked ``ray``.
 """
@@ -24,8 +24,15 @@ def _pipeline(root, overrides, stages=None):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory, ray_session):
-    """The directory of a whole pipeline run (all stages, pop/mf/two_tower)."""
-    return _pipeline(tmp_path_factory.mktemp("demo"), ["models=[pop,mf,two_tower]"])
+    """The directory of a whole pipeline run (every stage but the search, pop/mf/two_tower).
+
+    The tune stage is left out to keep the session short; the tuning section is tested on
+    trials rows written through RunWriter (:func:`write_tuning_rows`).
+    """
+    from recsys.pipeline import RUN_STAGES, STAGES
+
+    stages = [name for name in [*STAGES, *RUN_STAGES] if name != "tune"]
+    return _pipeline(tmp_path_factory.mktemp("demo"), ["models=[pop,mf,two_tower]"], stages)
 
 
 @pytest.fixture(scope="session")
