@@ -154,6 +154,9 @@ def apply_edit(space: Space, edit: SpaceEdit, baseline: Baseline, code: str = ""
         after = _edited(edit.param, current, edit)
     except (ValueError, TypeError, ConfigError) as exc:
         return dict(space), EditNote(code, edit.describe(), edit.param, before, before, "skipped", str(exc))
+    if edit.param not in space and after == current:
+        return dict(space), EditNote(code, edit.describe(), edit.param, before, before, "skipped",
+                                     "the baseline already has this value")
     return {**space, edit.param: after}, EditNote(code, edit.describe(), edit.param, before, after.describe(),
                                                   "applied")
 

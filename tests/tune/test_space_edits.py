@@ -145,6 +145,11 @@ def test_remove_field_pins_the_template_without_the_field():
     assert new["encoder.template"].value == "{title}[. {description}]" and note.status == "applied"
 
 
+def test_an_edit_that_changes_nothing_is_recorded_as_skipped():
+    new, note = edit({}, "model.two_tower.normalize", "disable")      # the baseline has it off already
+    assert new == {} and note.status == "skipped" and note.reason == "the baseline already has this value"
+
+
 def test_an_edit_that_cannot_apply_is_kept_as_skipped_with_its_reason():
     space = {"model.two_tower.pooling": Param("choice", values=("mean", "attention"))}
     new, note = edit(space, "model.two_tower.pooling", "scale_range", factor=2.0)
