@@ -1,4 +1,4 @@
-"""Shared fixtures: one local Ray session for every test marked ``ray``, paths to shared data."""
+"""Shared fixtures: one local Ray session for every test marked ``ray``, paths to shared data, S3 on loopback."""
 
 from __future__ import annotations
 
@@ -23,6 +23,25 @@ def ml_latest_small() -> Path:
     if not (path / "ratings.csv").exists():
         pytest.skip(f"real dataset not found at {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A moto S3 server on loopback for this module's tests (no buckets yet); yields its URL."""
+    from tests.moto_s3 import moto_server
+
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def aws_env(s3_endpoint, monkeypatch):
+    """This process talks to the moto server through the usual AWS_* variables; returns its URL."""
+    from tests.moto_s3 import aws_variables
+
+    for name, value in aws_variables(s3_endpoint).items():
+        monkeypatch.setenv(name, value)
+    return s3_endpoint
 
 
 @pytest.fixture(scope="session")

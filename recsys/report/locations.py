@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recsys.report.writer import publish_atomic
 from recsys.storage import is_uri, resolve
 
 GLOB_CHARS = frozenset("*?[")
@@ -188,22 +187,12 @@ def read_text(path: Location) -> str:
 def write_text_atomic(path: Location, text: str) -> None:
     """Write a text file so that readers see the old content or the new one, never a part.
 
-    Locally: a hidden temporary name in the same directory, fsync, rename (as the report writer does).
+    Locally: the report writer's :func:`~recsys.report.writer.publish_atomic` (temporary name, fsync, rename).
     On object stores a single PUT is already all-or-nothing.
     """
     data = text.encode("utf-8")
     if isinstance(path, Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")   # hidden, same directory
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        publish_atomic(path, lambda handle: handle.write(data))
         return
     with path.fs.open_output_stream(path.fs_path) as stream:
         stream.write(data)

@@ -142,7 +142,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _publish_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def publish_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through ``write(handle)`` into a temporary name, sync it, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -159,7 +159,7 @@ def _publish_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 
 def _write_atomic(data: pa.Table, path: Path) -> None:
-    _publish_atomic(path, lambda handle: pq.write_table(data, handle))
+    publish_atomic(path, lambda handle: pq.write_table(data, handle))
 
 
 def new_part_name() -> str:
@@ -424,7 +424,7 @@ class RunWriter:
             raise ConfigError(f"bad report file name {name!r}", hint="use a plain name such as diagnosis.txt")
         staging = getattr(self._local, "txn_dir", None)
         path = (staging / FILES_DIR if staging else self.run_dir) / name
-        _publish_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+        publish_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
         if staging is None:
             self._upload([path])
         return self.run_dir / name

@@ -15,6 +15,7 @@ import pytest
 from recsys.cli import main
 from recsys.report.diff import compare_runs
 from recsys.report.reader import list_runs, load_tables, query, resolve_runs
+from tests.moto_s3 import REGION, s3_client
 
 pytestmark = pytest.mark.ray
 
@@ -22,48 +23,20 @@ BUCKET = "recsys-reports"
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint():
-    """A moto S3 server on 127.0.0.1 (an ephemeral port) with dummy credentials; yields its URL."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def s3_runs(s3_endpoint, demo_run, second_run):
     """Both runs uploaded under s3://BUCKET/reports/<run_id>/; returns the run ids (demo first)."""
-    import boto3
     import pyarrow.fs as pafs
 
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        env.setenv("AWS_REGION", "us-east-1")
-        boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=BUCKET)
-        s3 = pafs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http", region="us-east-1",
-                               access_key="testing", secret_key="testing")
-        ids = []
-        for run in (demo_run, second_run):
-            run_id = load_tables(run)["runs"]["run_id"].item()
-            pafs.copy_files(str(run), f"{BUCKET}/reports/{run_id}", source_filesystem=pafs.LocalFileSystem(),
-                            destination_filesystem=s3)
-            ids.append(run_id)
-        yield ids
-
-
-@pytest.fixture
-def aws_env(s3_endpoint, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    s3_client(s3_endpoint).create_bucket(Bucket=BUCKET)
+    s3 = pafs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http", region=REGION,
+                           access_key="testing", secret_key="testing")
+    ids = []
+    for run in (demo_run, second_run):
+        run_id = load_tables(run)["runs"]["run_id"].item()
+        pafs.copy_files(str(run), f"{BUCKET}/reports/{run_id}", source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=s3)
+        ids.append(run_id)
+    return ids
 
 
 def run_cli(capsys, *argv):
