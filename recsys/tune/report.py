@@ -46,11 +46,10 @@ def write_results(state, results) -> list[dict]:
 
 
 def _value(rows, column: str) -> str:
-    result = rows.get("test")
-    if result is None or column not in result.values:
-        return "-"
-    values = result.values[column][result.evaluated]
-    return f"{values.mean():.4f}" if values.size else "-"
+    from recsys.tune.stage import mean_on_test_split
+
+    mean = mean_on_test_split(rows, column)
+    return "-" if mean is None else f"{mean:.4f}"
 
 
 def summary_text(state, results, comparisons: list[dict]) -> str:

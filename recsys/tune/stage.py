@@ -57,10 +57,8 @@ class TunedModel:
 
 
 def _check(run, cfg: TuneConfig) -> None:
-    check_tune_config(cfg)
+    """The run has what searching ``cfg.model`` needs (the model trained, evaluated, diagnosed when directed)."""
     models = run.extras.get("models") or {}
-    if cfg.model is None:
-        return
     if run.prepared is None or cfg.model not in models:
         raise ConfigError(f"the tune stage searches {cfg.model!r}, which this run did not train", setting="tune.model",
                           hint=f"add it to models=[...] (trained: {', '.join(models) or 'none'}), "
@@ -169,7 +167,7 @@ class TuneRun:
                            "epochs": t.epochs}
                 if selected and rnd.retrained is not None:
                     metrics["retrained_val_ndcg"] = rnd.retrained.val_ndcg
-                    metrics.update(test_summary(rnd.retrained.payload.rows, self.cfg.eval.k))
+                    metrics.update(summary_on_test_split(rnd.retrained.payload.rows, self.cfg.eval.k))
                 out.append({
                     "dataset": self.dataset, "model": self.model, "round": rnd.index, "trial_id": t.trial_id,
                     "mode": result.mode, "config": json.dumps(t.config, sort_keys=True, default=str),
@@ -186,19 +184,23 @@ def _finite(values: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}
 
 
-def test_summary(rows: dict, ks) -> dict:
+def summary_on_test_split(rows: dict, ks) -> dict:
     """Test NDCG and recall at k=10 (or the largest k) of one model's evaluation rows, by name."""
     k = 10 if 10 in ks else max(ks)
     result = rows.get("test")
     if result is None:
         return {}
-    out = {}
-    for metric in ("ndcg", "recall"):
-        column = f"{metric}@{k}"
-        if column in result.values:
-            values = np.asarray(result.values[column], dtype=float)[result.evaluated]
-            out[f"test_{column}"] = float(values.mean()) if values.size else None
-    return out
+    return {f"test_{metric}@{k}": mean_on_test_split(rows, f"{metric}@{k}") for metric in ("ndcg", "recall")
+            if f"{metric}@{k}" in result.values}
+
+
+def mean_on_test_split(rows: dict, column: str) -> Optional[float]:
+    """Mean of one per-user metric column over the evaluated users of the test split; None when absent or empty."""
+    result = rows.get("test")
+    if result is None or column not in result.values:
+        return None
+    values = np.asarray(result.values[column], dtype=float)[result.evaluated]
+    return float(values.mean()) if values.size else None
 
 
 def stage_tune(run) -> None:
@@ -207,7 +209,7 @@ def stage_tune(run) -> None:
     if not cfg.enabled:
         log.info("tuning is disabled (tune.enabled=false)")
         return
-    _check(run, cfg)
+    check_tune_config(cfg)
     model = searched_model(cfg, list(run.extras.get("models") or {}))
     if model is None:
         log.info("tune: no trained model to search (only pop); set tune.model or add a model to models=[...]")
