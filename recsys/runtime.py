@@ -16,7 +16,9 @@ class RayConfig:
 
     ``address`` None starts a local single-node Ray with ``num_cpus`` (default: all
     cores of this machine), its dashboard (when ``include_dashboard``) bound to
-    ``127.0.0.1`` only; inside a Ray job (``ray job submit`` sets ``RAY_ADDRESS``)
+    ``127.0.0.1`` only. The dashboard is on by default: it serves Ray's state API, which
+    Ray Train's placement-group cleaner polls every second (without it, every training
+    run logs a warning a second and leaked placement groups are never removed); inside a Ray job (``ray job submit`` sets ``RAY_ADDRESS``)
     None joins that job's cluster instead. ``auto`` joins the cluster this machine
     belongs to; any other value (``ray://host:10001``, ``host:6379``) is passed to
     ``ray.init``.
@@ -29,7 +31,7 @@ class RayConfig:
     num_cpus: Optional[int] = None
     num_gpus: Optional[int] = None
     object_store_memory: Optional[int] = None   # bytes, local Ray only
-    include_dashboard: bool = False
+    include_dashboard: bool = True     # the state API (Ray Train's cleaner needs it), on 127.0.0.1
     log_to_driver: bool = True
     runtime_env: dict[str, str] = field(default_factory=dict)  # env vars for workers
 
