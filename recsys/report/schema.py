@@ -278,6 +278,8 @@ TABLES: dict[str, pa.Schema] = {
         _col("error", pa.string(), "the trial's error (exception type and message, or where the loss turned NaN)"),
         _col("model_variant", pa.string(), "model name the search's result is reported under (<model>:directed ...)"),
         _col("selected", pa.bool_(), "whether this trial's configuration was retrained as the round's result"),
+        _col("seeded_from", pa.string(), "the search's start point: baseline (its own settings) or round N (that "
+             "round's selected configuration); null for drawn trials"),
     ]),
     "rankings": pa.schema([
         _run_id(),

@@ -34,6 +34,7 @@ class TrialOutcome:
     stop_reason: str = ""                      # max_epochs | early_stopping | asha | nan | exception
     error: Optional[str] = None
     epochs: int = 0
+    seeded_from: Optional[str] = None          # "baseline", "round N": the search's start point, else None
 
 
 def _trainable(config: dict, context: TrialContext) -> None:
@@ -43,16 +44,31 @@ def _trainable(config: dict, context: TrialContext) -> None:
     run_trial(config, context, lambda metrics: tune.report(dict(metrics, trial_id=trial_id)))
 
 
-def _searcher(mode: str, cfg: TuneConfig, seed: int, budget: int, parallel: int):
+def _searcher(mode: str, cfg: TuneConfig, seed: int, budget: int, parallel: int, start: dict):
+    points = [start] if start else None           # evaluated first, then the searcher draws
     if mode == "undirected":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=seed, max_concurrent=parallel)
+        return BasicVariantGenerator(random_state=seed, max_concurrent=parallel, points_to_evaluate=points)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     startup = cfg.startup_trials or max(2, budget // 3)
-    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup))
+    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
+                        points_to_evaluate=points)
+
+
+def mark_start(outcomes: list[TrialOutcome], start: dict, label: str) -> None:
+    """Label the trial that evaluated ``start`` (its configuration agrees on every key of ``start``).
+
+    >>> trials = [TrialOutcome("a", {"lr": 0.5, "dim": 8}), TrialOutcome("b", {"lr": 0.1, "dim": 8})]
+    >>> mark_start(trials, {"lr": 0.1, "dim": 8}, "baseline"); [t.seeded_from for t in trials]
+    [None, 'baseline']
+    """
+    for outcome in outcomes:
+        if start and all(outcome.config.get(k) == v for k, v in start.items()):
+            outcome.seeded_from = label
+            return
 
 
 def concurrency(cfg: TuneConfig) -> int:
@@ -101,8 +117,13 @@ def outcome_of(result: Any, max_epochs: int) -> TrialOutcome:
 
 
 def run_search(space: Space, context: TrialContext, cfg: TuneConfig, *, mode: str, budget: int, seed: int,
-               storage: str | Path, name: str) -> list[TrialOutcome]:
-    """Run ``budget`` trials over ``space`` and return their outcomes in the order they were created."""
+               storage: str | Path, name: str, start: Optional[dict] = None,
+               start_label: str = "baseline") -> list[TrialOutcome]:
+    """Run ``budget`` trials over ``space`` and return their outcomes sorted by trial id.
+
+    ``start`` (a value for every searched parameter, :func:`recsys.tune.space.start_point`) is
+    the first trial, inside the budget; its outcome carries ``seeded_from=start_label``.
+    """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -111,11 +132,12 @@ def run_search(space: Space, context: TrialContext, cfg: TuneConfig, *, mode: st
     trainable = tune.with_resources(tune.with_parameters(_trainable, context=context), {"cpu": cfg.cpus_per_trial})
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
                               grace_period=min(cfg.grace_period, max_epochs), reduction_factor=cfg.reduction_factor)
+    searcher = _searcher(mode, cfg, seed, budget, parallel, start or {})
     tuner = tune.Tuner(
         trainable,
         param_space=to_tune(space),
         tune_config=tune.TuneConfig(metric=OBJECTIVE, mode="max", scheduler=scheduler,
-                                    search_alg=_searcher(mode, cfg, seed, budget, parallel), num_samples=budget,
+                                    search_alg=searcher, num_samples=budget,
                                     max_concurrent_trials=None if mode == "undirected" else parallel),
         run_config=tune.RunConfig(name=name, storage_path=str(Path(storage).resolve()), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
@@ -123,4 +145,5 @@ def run_search(space: Space, context: TrialContext, cfg: TuneConfig, *, mode: st
     log.info("tune: %s search, %d trials, at most %d epochs each", mode, budget, max_epochs)
     grid = tuner.fit()
     outcomes = [outcome_of(grid[i], max_epochs) for i in range(len(grid))]
+    mark_start(outcomes, start or {}, start_label)
     return sorted(outcomes, key=lambda o: o.trial_id)

@@ -52,6 +52,29 @@ def _value(rows, column: str) -> str:
     return "-" if mean is None else f"{mean:.4f}"
 
 
+def verdict(name: str, tuned: float, baseline: float | None) -> str:
+    """Whether a search's retrained result beat the baseline on validation (the search's own objective).
+
+    >>> verdict("mf:directed", 0.21, 0.20)
+    'mf:directed: validation NDCG 0.2100 vs the baseline 0.2000: better'
+    >>> verdict("mf:undirected", 0.19, 0.20).endswith("not better; keep the baseline's settings")
+    True
+    """
+    if baseline is None:
+        return f"{name}: validation NDCG {tuned:.4f} (the baseline has none to compare with)"
+    outcome = "better" if tuned > baseline else "not better; keep the baseline's settings"
+    return f"{name}: validation NDCG {tuned:.4f} vs the baseline {baseline:.4f}: {outcome}"
+
+
+def verdicts(state, results) -> list[str]:
+    """One :func:`verdict` line per search that retrained a result."""
+    from recsys.tune.stage import variant
+
+    baseline = (state.run.extras.get("train_status") or {}).get(state.model, {}).get("best_val")
+    return [f"  {verdict(variant(state.model, mode), result.best.retrained.val_ndcg, baseline)}"
+            for mode, result in results.items() if result.best is not None]
+
+
 def summary_text(state, results, comparisons: list[dict]) -> str:
     """Before/after: test NDCG and recall of the baseline and each search's result, then the paired tests."""
     ks = list(state.cfg.eval.k)
@@ -73,6 +96,7 @@ def summary_text(state, results, comparisons: list[dict]) -> str:
                 after = f"; its findings: {', '.join(found) or 'no warning or critical'}" if mode == "directed" else ""
                 lines.append(f"    round {rnd.index} best trial {rnd.selected.trial_id} retrained: val NDCG "
                              f"{rnd.retrained.val_ndcg:.4f}{after}")
+    lines += verdicts(state, results)
     header = ["model", f"test NDCG@{k}", f"test Recall@{k}"]
     table = [header] + [[name, _value(rows, f"ndcg@{k}"), _value(rows, f"recall@{k}")]
                         for name, rows in by_model.items()]

@@ -4,14 +4,18 @@ Directed (``tune.mode=directed``), for each of ``tune.rounds`` rounds:
 
 1. the warning and critical findings of the current model (the baseline's in round 0)
    edit the space (:func:`recsys.tune.edits.apply_remedies`), on top of the last round's;
-2. Ray Tune runs ``tune.trials`` trials over it (ASHA on validation NDCG, Optuna's TPE);
+2. Ray Tune runs ``tune.trials`` trials over it (ASHA on validation NDCG, Optuna's TPE).
+   The first trial is a start point (:func:`recsys.tune.space.start_point`): in round 0 the
+   baseline's own settings, later the best round so far's selected configuration, each moved
+   into the edited space where an edit left it outside. So a round never searches blind of
+   where it starts, and the budget includes that trial;
 3. the best trial's configuration is retrained with the baseline's full training budget
    (``train.epochs``, ``train.engine``), evaluated on val and test, and diagnosed again:
    its findings steer the next round.
 
 The directed result is the retrained model of the round with the best validation NDCG.
 Undirected (``tune.mode=undirected``): one random search of ``rounds * trials`` trials over
-the unedited default space, with the same seed, scheduler and retraining. The functions
+the unedited default space, with the same seed, scheduler, retraining and baseline start point. The functions
 that train, evaluate and diagnose are passed in (:class:`Steps`), so this module only
 decides what happens in which order.
 """
@@ -26,7 +30,7 @@ from recsys.diagnose.finding import Finding
 from recsys.tune._ray import TrialOutcome
 from recsys.tune.config import TuneConfig
 from recsys.tune.edits import Baseline, EditNote, apply_remedies
-from recsys.tune.space import Space
+from recsys.tune.space import Space, start_point
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,8 @@ class Retrained:
 class Steps:
     """What a round does outside the search itself."""
 
-    search: Callable[[Space, str, int, int, str], list[TrialOutcome]]   # (space, mode, budget, seed, name)
+    # (space, mode, budget, seed, name, start point, its label)
+    search: Callable[[Space, str, int, int, str, dict, str], list[TrialOutcome]]
     retrain: Callable[[TrialOutcome, str, int], Retrained]               # (trial, mode, round)
 
 
@@ -95,6 +100,19 @@ def _pick(result: SearchResult) -> SearchResult:
     return result
 
 
+def _start(space: Space, result: SearchResult, baseline: Baseline) -> tuple[dict, str]:
+    """The round's start point and where it comes from: the best round so far, else the baseline."""
+    best = _pick(result).best
+    if best is not None:
+        return start_point(space, {**_baseline_values(space, baseline), **best.selected.config}), \
+            f"round {best.index}"
+    return start_point(space, _baseline_values(space, baseline)), "baseline"
+
+
+def _baseline_values(space: Space, baseline: Baseline) -> dict[str, Any]:
+    return {path: baseline(path) for path, param in space.items() if param.searched}
+
+
 def directed_search(default: Space, findings: list[Finding], model: str, cfg: TuneConfig, baseline: Baseline,
                     steps: Steps, label: str) -> SearchResult:
     """``cfg.rounds`` rounds, each space edited by the findings of the model the round before left."""
@@ -105,7 +123,9 @@ def directed_search(default: Space, findings: list[Finding], model: str, cfg: Tu
         for note in notes:
             log.info("tune round %d: %s %s (%s -> %s)%s", index, note.code, note.edit, note.before, note.after,
                      f" skipped: {note.reason}" if note.status == "skipped" else "")
-        trials = steps.search(space, "directed", cfg.trials, cfg.seed + index, f"{label}-directed-r{index}")
+        start, origin = _start(space, result, baseline)
+        trials = steps.search(space, "directed", cfg.trials, cfg.seed + index, f"{label}-directed-r{index}",
+                              start, origin)
         rnd = Round(index, space, notes, trials)
         result.rounds.append(rnd)
         _retrain_best("directed", rnd, steps)
@@ -115,9 +135,11 @@ def directed_search(default: Space, findings: list[Finding], model: str, cfg: Tu
     return _pick(result)
 
 
-def undirected_search(default: Space, cfg: TuneConfig, steps: Steps, label: str) -> SearchResult:
+def undirected_search(default: Space, cfg: TuneConfig, baseline: Baseline, steps: Steps, label: str) -> SearchResult:
     """One random search with the directed search's whole budget over the unedited default space."""
-    trials = steps.search(default, "undirected", cfg.rounds * cfg.trials, cfg.seed, f"{label}-undirected")
+    start = start_point(default, _baseline_values(default, baseline))
+    trials = steps.search(default, "undirected", cfg.rounds * cfg.trials, cfg.seed, f"{label}-undirected",
+                          start, "baseline")
     rnd = Round(0, default, [], trials)
     _retrain_best("undirected", rnd, steps)
     return _pick(SearchResult("undirected", [rnd]))

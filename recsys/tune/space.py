@@ -103,6 +103,32 @@ class Param:
             return value in self.values
         return value == self.value
 
+    @property
+    def searched(self) -> bool:
+        """Whether the search draws this parameter (False: fixed, an empty range or a single choice).
+
+        >>> Param("int", low=2, high=2).searched, Param("choice", values=(1, 2)).searched
+        (False, True)
+        """
+        if self.type in RANGE_TYPES:
+            return self.low < self.high
+        return self.type == "choice" and len(self.values) > 1
+
+    def nearest(self, value: Any) -> Any:
+        """``value`` if this parameter can draw it; else a range's nearest end, or a choice's first option.
+
+        >>> Param("loguniform", low=0.01, high=0.1).nearest(1.0), Param("int", low=0, high=2).nearest(1)
+        (0.1, 1)
+        >>> Param("choice", values=("mean", "attention")).nearest("max")
+        'mean'
+        """
+        if self.contains(value):
+            return int(value) if self.type == "int" else value
+        if self.type in RANGE_TYPES:
+            near = self.low if not _number(value) or value < self.low else self.high
+            return int(near) if self.type == "int" else near
+        return self.values[0] if self.type == "choice" else self.value
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
         if self.type in RANGE_TYPES:
@@ -168,17 +194,37 @@ def to_tune(space: Space) -> dict[str, Any]:
     from ray import tune
 
     def one(p: Param) -> Any:
+        if not p.searched:
+            return p.value if p.type == "fixed" else p.values[0] if p.type == "choice" else p.nearest(p.low)
         if p.type == "loguniform":
-            return tune.loguniform(p.low, p.high) if p.low < p.high else p.low
+            return tune.loguniform(p.low, p.high)
         if p.type == "uniform":
-            return tune.uniform(p.low, p.high) if p.low < p.high else p.low
+            return tune.uniform(p.low, p.high)
         if p.type == "int":
-            return tune.randint(int(p.low), int(p.high) + 1) if p.low < p.high else int(p.low)
-        if p.type == "choice":
-            return tune.choice(list(p.values)) if len(p.values) > 1 else p.values[0]
-        return p.value
+            return tune.randint(int(p.low), int(p.high) + 1)
+        return tune.choice(list(p.values))
 
     return {path: one(p) for path, p in space.items()}
+
+
+def start_point(space: Space, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The first configuration a search evaluates: ``values`` (e.g. the baseline's settings) on every
+    searched parameter, moved to the nearest value the space can draw where it lies outside.
+
+    Searchers need a complete point, so a parameter missing from ``values`` makes the whole point
+    empty (nothing is seeded).
+
+    >>> space = {"train.lr": Param("loguniform", low=0.01, high=0.1), "train.epochs": Param("fixed", value=3),
+    ...          "model.mf.dim": Param("choice", values=(32, 64))}
+    >>> start_point(space, {"train.lr": 1.0, "model.mf.dim": 64, "train.epochs": 20})
+    {'train.lr': 0.1, 'model.mf.dim': 64}
+    >>> start_point(space, {"train.lr": 0.05})
+    {}
+    """
+    searched = {path: p for path, p in space.items() if p.searched}
+    if any(path not in values for path in searched):
+        return {}
+    return {path: p.nearest(values[path]) for path, p in searched.items()}
 
 
 def describe_space(space: Space) -> list[str]:

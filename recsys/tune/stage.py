@@ -123,10 +123,11 @@ class TuneRun:
 
     # ------------------------------------------------------------ steps
 
-    def search(self, space: Space, mode: str, budget: int, seed: int, name: str) -> list[TrialOutcome]:
+    def search(self, space: Space, mode: str, budget: int, seed: int, name: str, start: dict,
+               origin: str) -> list[TrialOutcome]:
         self.prepare_templates(space)
         return run_search(space, self.context, self.tcfg, mode=mode, budget=budget, seed=seed,
-                          storage=self.root, name=name)
+                          storage=self.root, name=name, start=start, start_label=origin)
 
     def retrain(self, trial: TrialOutcome, mode: str, index: int) -> Retrained:
         """Train the trial's configuration with the baseline's budget, evaluate it, and diagnose it."""
@@ -176,6 +177,7 @@ class TuneRun:
                     "origin_remedy": codes, "remedies": json.dumps([n.to_dict() for n in rnd.notes]),
                     "val_curve": json.dumps([round(x, 6) for x in t.val_curve]), "stop_reason": t.stop_reason,
                     "error": t.error, "model_variant": variant(self.model, result.mode), "selected": selected,
+                    "seeded_from": t.seeded_from,
                 })
         return out
 
@@ -231,7 +233,7 @@ def stage_tune(run) -> None:
         results["directed"] = directed_search(default, findings, state.model, cfg, state.baseline_value, steps,
                                               state.dataset)
     if cfg.mode in ("undirected", "both"):
-        results["undirected"] = undirected_search(default, cfg, steps, state.dataset)
+        results["undirected"] = undirected_search(default, cfg, state.baseline_value, steps, state.dataset)
     for result in results.values():
         run.writer.write("trials", state.trial_rows(result))
     comparisons = write_results(state, results)

@@ -17,7 +17,7 @@ from recsys.report.html import plots
 from recsys.report.html.data import RunData
 from recsys.report.html.page import Section, esc, figure_html, fmt, note, table_html
 
-OPTIONAL = ("remedies", "val_curve", "stop_reason", "error", "model_variant", "selected")
+OPTIONAL = ("remedies", "val_curve", "stop_reason", "error", "model_variant", "selected", "seeded_from")
 
 
 def describe_note(note_item) -> str:
