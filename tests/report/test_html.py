@@ -100,11 +100,12 @@ def test_optional_trial_columns_are_drawn_when_present(tmp_path, add_tuning_rows
     trials = data.tables["trials"].with_columns(
         val_curve=pl.lit("[0.1, 0.15, 0.18]"), remedies=pl.lit(json.dumps([note])),
         stop_reason=pl.lit("asha"), error=pl.lit(None, pl.String), model_variant=pl.lit("mf:directed"),
-        selected=pl.col("trial_id") == "dir-1-2")
+        selected=pl.col("trial_id") == "dir-1-2",
+        seeded_from=pl.when(pl.col("trial_id") == "dir-1-1").then(pl.lit("baseline")).otherwise(None))
     html = trials_plots(data, trials)
     assert "per-epoch validation NDCG" in html and "asha" in html and "mf:directed" in html
     assert "UNDERFITTING: train.lr [0.001, 0.01] -&gt; [0.003, 0.03] (scale_range x3, applied)" in html
-    assert "<th>selected</th>" in html
+    assert "<th>selected</th>" in html and "<th>seeded_from</th>" in html and ">baseline<" in html
 
 
 def test_best_so_far_skips_failed_trials():
