@@ -25,6 +25,11 @@ DATA = {"synthetic": [], "movielens": ["dataset=movielens", f"dataset.path={DATA
 BUDGET = ["tune.mode=both", "tune.rounds=2", "tune.trials=4", "tune.epochs=6"]
 
 
+def _p(value) -> str:
+    """A p-value, or "-" where the test has none (every paired difference is zero)."""
+    return "-" if value is None else f"{value:.3g}"
+
+
 def table(report: str, model: str) -> str:
     from recsys.report.reader import query
 
@@ -45,7 +50,7 @@ def table(report: str, model: str) -> str:
     for r in c.iter_rows(named=True):
         if r["baseline"] in names and r["candidate"] in names:
             lines.append(f"| {r['candidate']} vs {r['baseline']} | {r['metric']}@10 | {r['delta']:+.4f} | "
-                         f"{r['p_value']:.3g} | {r['p_adjusted']:.3g} |")
+                         f"{_p(r['p_value'])} | {_p(r['p_adjusted'])} |")
     return "\n".join(lines)
 
 

@@ -117,10 +117,8 @@ def _on_this_node() -> dict:
     head may have none), and a write that waits for a CPU there would stall the stage.
     """
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(
-        ray.get_runtime_context().get_node_id(), soft=False)}
+    return {"num_cpus": 0, "label_selector": {"ray.io/node-id": ray.get_runtime_context().get_node_id()}}
 
 
 def _todo_only(batch: pa.Table, repeated: list[str]) -> pa.Table:

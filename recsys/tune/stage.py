@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,6 +45,18 @@ def variant(model: str, mode: str) -> str:
     'two_tower:directed'
     """
     return f"{model}:{mode}"
+
+
+@dataclass
+class FullTraining:
+    """A configuration trained with the full budget and evaluated (``findings``: None until diagnosed)."""
+
+    origin: str                      # "the baseline", "directed round 0 trial ..."
+    path: Path
+    rows: dict[str, Any]
+    val_ndcg: float
+    findings: Optional[list] = None
+    trained: Any = None              # the TrainedModel (telemetry for a re-diagnosis); None for the baseline
 
 
 @dataclass
@@ -96,6 +108,7 @@ class TuneRun:
         epochs = min(cfg.epochs, self.cfg.train.epochs) if cfg.epochs else self.cfg.train.epochs
         self.context = TrialContext(self.cfg, self.model, self.data, {None: item_text}, epochs=max(1, epochs),
                                     threads=max(1, int(self.tcfg.cpus_per_trial)))
+        self.trained: dict[str, FullTraining] = {self.training_key({}): self._baseline_training()}
 
     # ------------------------------------------------------------ inputs
 
@@ -129,31 +142,69 @@ class TuneRun:
         return run_search(space, self.context, self.tcfg, mode=mode, budget=budget, seed=seed,
                           storage=self.root, name=name, start=start, start_label=origin)
 
+    def training_key(self, config: dict) -> str:
+        """What a full training of ``config`` depends on: the resolved training and model settings and the
+        item text. Training is seeded (``train.seed``), so equal keys train equal models."""
+        cfg = with_settings(self.cfg, {k: v for k, v in config.items() if k != TEMPLATE})
+        template = config.get(TEMPLATE)
+        if template == self.baseline_value(TEMPLATE):
+            template = None                                  # the run's own item vectors
+        return json.dumps({"train": asdict(cfg.train), "model": asdict(cfg.model.for_model(self.model)),
+                           "template": template}, sort_keys=True, default=str)
+
     def retrain(self, trial: TrialOutcome, mode: str, index: int) -> Retrained:
-        """Train the trial's configuration with the baseline's budget, evaluate it, and diagnose it."""
+        """Train the trial's configuration with the baseline's budget, evaluate it, and diagnose it.
+
+        A configuration trained in full before (the baseline's own settings, or an earlier round's
+        pick) is not trained again: its model, evaluation and findings are reused, as a retrain
+        with the same seed would reproduce them.
+        """
+        key = self.training_key(trial.config)
+        known = self.trained.get(key)
+        if known is None:
+            known = self._train_in_full(trial, mode, index)
+            self.trained[key] = known
+        else:
+            log.info("tune: %s trial %s has the settings of %s, trained in full before: reused, not retrained",
+                     mode, trial.trial_id, known.origin)
+        findings = []
+        if mode == "directed" and self.cfg.diagnose.enabled:
+            if known.findings is None:
+                from recsys.train.checkpoint import load_model
+                from recsys.tune.rediagnose import rediagnose
+
+                known.findings = rediagnose(self, load_model(known.path), known.trained, known.rows)
+            findings = known.findings
+        finding_rows = [dict(row, model=variant(self.model, mode), round=index, trial_id=trial.trial_id)
+                        for row in to_rows(findings, self.dataset)]
+        return Retrained(known.val_ndcg, findings, TunedModel(known.path, known.rows, finding_rows))
+
+    def _train_in_full(self, trial: TrialOutcome, mode: str, index: int) -> "FullTraining":
         from recsys.evaluate.stage import evaluate_models
         from recsys.train.checkpoint import load_model
         from recsys.train.stage import train_model
 
-        settings = {k: v for k, v in trial.config.items() if k != TEMPLATE}
-        cfg = with_settings(self.cfg, settings)
+        cfg = with_settings(self.cfg, {k: v for k, v in trial.config.items() if k != TEMPLATE})
         vectors = self.context.vectors[trial.config.get(TEMPLATE)]
         out_dir = self.root / f"{self.model}-{mode}-r{index}"
         log.info("tune: retraining %s trial %s (%s) for up to %d epochs", mode, trial.trial_id,
                  json.dumps(trial.config, sort_keys=True, default=str), cfg.train.epochs)
         trained = train_model(self.model, cfg.model.for_model(self.model), self.data, vectors, cfg.train, out_dir)
-        model = load_model(trained.path)
-        rows = evaluate_models({self.model: model}, self.evaluation["context"], self.cfg.eval)[self.model]
-        findings, finding_rows = [], []
-        if mode == "directed" and self.cfg.diagnose.enabled:
-            from recsys.tune.rediagnose import rediagnose
-
-            findings = rediagnose(self, model, trained, rows)
-            finding_rows = [dict(row, model=variant(self.model, mode), round=index, trial_id=trial.trial_id)
-                            for row in to_rows(findings, self.dataset)]
+        rows = evaluate_models({self.model: load_model(trained.path)}, self.evaluation["context"],
+                               self.cfg.eval)[self.model]
         best = trained.state.best_metric
-        return Retrained(best if math.isfinite(best) else float("-inf"), findings,
-                         TunedModel(trained.path, rows, finding_rows))
+        return FullTraining(f"{mode} round {index} trial {trial.trial_id}", trained.path, rows,
+                            best if math.isfinite(best) else float("-inf"), trained=trained)
+
+    def _baseline_training(self) -> "FullTraining":
+        """The baseline as the train, evaluate and diagnose stages left it."""
+        status = (self.run.extras.get("train_status") or {}).get(self.model, {})
+        best = status.get("best_val")
+        diagnosis = self.run.extras.get("diagnosis")
+        findings = None if diagnosis is None else [f for f in diagnosis.findings if f.where.get("model") == self.model]
+        return FullTraining("the baseline", Path(self.run.extras["models"][self.model]),
+                            self.evaluation["rows"][self.model], float("-inf") if best is None else float(best),
+                            findings=findings)
 
     # ------------------------------------------------------------ rows
 
