@@ -10,8 +10,11 @@ tests (adjusted p) from the run's ``comparisons`` table.
     .venv/bin/python -m benchmarks.tune                                   # synthetic default data
     .venv/bin/python -m benchmarks.tune --data movielens                  # ../shared/datasets/ml-latest-small
     .venv/bin/python -m benchmarks.tune --data movielens tune.rounds=2 tune.trials=6   # extra overrides
-    .venv/bin/python -m benchmarks.tune --data movielens "models=[pop,mf]" tune.model=mf train.lr=1.0 \
-        tune.space.train.lr.low=0.1 tune.space.train.lr.high=1.0            # a planted fault, on real data
+
+A planted fault on real data (mf at a learning rate 100x too high, searched in a range around it)::
+
+    .venv/bin/python -m benchmarks.tune --data movielens "models=[pop,mf]" tune.model=mf train.lr=1.0
+        tune.space.train.lr.low=0.1 tune.space.train.lr.high=1.0          # (one command line)
 """
 
 from __future__ import annotations
