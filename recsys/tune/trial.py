@@ -53,14 +53,18 @@ class TrialContext:
 def trial_config(ctx: TrialContext, settings: Mapping[str, Any]) -> RecsysConfig:
     """The baseline config with the trial's settings, trained in this process for at most ``ctx.epochs``.
 
-    >>> from recsys.train.data import TrainingData
+    A ``train.epochs`` setting (a remedy's "+10 epochs") is the retrain's budget; a trial still stops
+    at ``ctx.epochs``, the scheduler's ``max_t``, so its learning-rate schedule spans what it runs.
+
     >>> ctx = TrialContext(RecsysConfig(), "mf", None, {None: None}, epochs=3)
     >>> cfg = trial_config(ctx, {"train.lr": 0.01})
     >>> cfg.train.lr, cfg.train.epochs, cfg.train.engine
     (0.01, 3, 'local')
+    >>> trial_config(ctx, {"train.epochs": 30}).train.epochs, trial_config(ctx, {"train.epochs": 2}).train.epochs
+    (3, 2)
     """
     cfg = with_settings(ctx.cfg, {k: v for k, v in settings.items() if k != TEMPLATE})
-    epochs = cfg.train.epochs if "train.epochs" in settings or ctx.epochs is None else ctx.epochs
+    epochs = cfg.train.epochs if ctx.epochs is None else min(cfg.train.epochs, ctx.epochs)
     return replace(cfg, train=replace(cfg.train, epochs=epochs, engine="local", use_gpu=False))
 
 
