@@ -31,9 +31,9 @@ from recsys.tune._ray import TrialOutcome, run_search
 from recsys.tune.config import TuneConfig, check_tune_config, searched_model
 from recsys.tune.edits import EditNote
 from recsys.tune.rounds import Retrained, SearchResult, Steps, directed_search, undirected_search
-from recsys.tune.settings import get_setting, with_settings
+from recsys.tune.settings import get_setting
 from recsys.tune.space import Space, for_model, space_from_mapping
-from recsys.tune.trial import TEMPLATE, TrialContext
+from recsys.tune.trial import TEMPLATE, TrialContext, with_trial_settings
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class TuneRun:
     def training_key(self, config: dict) -> str:
         """What a full training of ``config`` depends on: the resolved training and model settings and the
         item text. Training is seeded (``train.seed``), so equal keys train equal models."""
-        cfg = with_settings(self.cfg, {k: v for k, v in config.items() if k != TEMPLATE})
+        cfg = with_trial_settings(self.cfg, config)
         template = config.get(TEMPLATE)
         if template == self.baseline_value(TEMPLATE):
             template = None                                  # the run's own item vectors
@@ -184,7 +184,7 @@ class TuneRun:
         from recsys.train.checkpoint import load_model
         from recsys.train.stage import train_model
 
-        cfg = with_settings(self.cfg, {k: v for k, v in trial.config.items() if k != TEMPLATE})
+        cfg = with_trial_settings(self.cfg, trial.config)
         vectors = self.context.vectors[trial.config.get(TEMPLATE)]
         out_dir = self.root / f"{self.model}-{mode}-r{index}"
         log.info("tune: retraining %s trial %s (%s) for up to %d epochs", mode, trial.trial_id,

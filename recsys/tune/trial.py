@@ -50,6 +50,15 @@ class TrialContext:
     threads: int = 1
 
 
+def with_trial_settings(cfg: RecsysConfig, settings: Mapping[str, Any]) -> RecsysConfig:
+    """``cfg`` with a trial's settings applied; ``encoder.template`` picks item vectors, not a setting.
+
+    >>> with_trial_settings(RecsysConfig(), {"train.lr": 0.5, TEMPLATE: "{title}"}).train.lr
+    0.5
+    """
+    return with_settings(cfg, {k: v for k, v in settings.items() if k != TEMPLATE})
+
+
 def trial_config(ctx: TrialContext, settings: Mapping[str, Any]) -> RecsysConfig:
     """The baseline config with the trial's settings, trained in this process for at most ``ctx.epochs``.
 
@@ -63,7 +72,7 @@ def trial_config(ctx: TrialContext, settings: Mapping[str, Any]) -> RecsysConfig
     >>> trial_config(ctx, {"train.epochs": 30}).train.epochs, trial_config(ctx, {"train.epochs": 2}).train.epochs
     (3, 2)
     """
-    cfg = with_settings(ctx.cfg, {k: v for k, v in settings.items() if k != TEMPLATE})
+    cfg = with_trial_settings(ctx.cfg, settings)
     epochs = cfg.train.epochs if ctx.epochs is None else min(cfg.train.epochs, ctx.epochs)
     return replace(cfg, train=replace(cfg.train, epochs=epochs, engine="local", use_gpu=False))
 
