@@ -2,7 +2,8 @@
 
 For a batch of about ``batch_size`` training targets (pairs, or the windows of a sequence
 model that hold that many, as training counts them) drawn (seeded) from the model's own history, ``L``
-is the mean full-softmax cross-entropy (:func:`recsys.train.losses.softmax_loss`),
+is the mean full-softmax cross-entropy (:func:`recsys.train.losses.softmax_loss`; a model with
+its own objective: the mean of its ``loss``),
 and a group's attribution is the Frobenius norm of ``dL/dx * x`` over the group's
 tensors ``x`` (text vectors, ID tables; see :mod:`recsys.diagnose.importance`). The
 reported value is the mean over ``batches`` batches, with a percentile-bootstrap
@@ -25,9 +26,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from recsys.diagnose.importance import TEXT_BUFFER, feature_tensors, swapped, tensor
+from recsys.diagnose.importance import feature_tensors, swapped, tensor
 from recsys.evaluate.aggregate import bootstrap_means, percentile_interval
 from recsys.models.base import Batch, Recommender
+from recsys.models.contract import training_kind
 from recsys.train.batching import epoch_examples, examples_per_batch
 from recsys.train.losses import softmax_loss
 
@@ -48,18 +50,22 @@ def grad_x_input(model: Recommender, *, batches: int = 8, batch_size: int = 64, 
         return {}
     per_batch = examples_per_batch(model.example_kind, batch_size, model.window_length)   # windows: ~batch_size targets
     rng = np.random.default_rng(seed)
-    text = tensor(model, TEXT_BUFFER) if "text" in present else None
-    leaf_text = text.detach().clone().requires_grad_(True) if text is not None else None
+    # buffers (text vectors) carry no gradient: differentiable copies take their place
+    leaves = {name: tensor(model, name).detach().clone().requires_grad_(True)
+              for name in present.get("text", []) if not tensor(model, name).requires_grad}
     out: dict[str, list[float]] = {g: [] for g in present}
     device = model.history_items.device
-    with swapped(model, {TEXT_BUFFER: leaf_text} if leaf_text is not None else {}):
+    own_loss = training_kind(model) == "loss"
+    generator = torch.Generator().manual_seed(seed)
+    with swapped(model, leaves):
         model.eval()
-        inputs = {g: [leaf_text] if g == "text" else [tensor(model, n) for n in names] for g, names in present.items()}
+        inputs = {g: [tensor(model, n) for n in names] for g, names in present.items()}
         flat = [x for xs in inputs.values() for x in xs]
         for _ in range(batches):
             chosen = rng.choice(len(examples.users), size=min(per_batch, len(examples.users)), replace=False)
             batch = Batch(torch.from_numpy(examples.users[chosen]), torch.from_numpy(examples.positions[chosen]))
-            loss = softmax_loss(model(batch.to(device))).mean()
+            batch = batch.to(device)
+            loss = (model.loss(batch, generator) if own_loss else softmax_loss(model(batch))).mean()
             grads = torch.autograd.grad(loss, flat, allow_unused=True)
             by_tensor = {id(x): g for x, g in zip(flat, grads)}
             for group, xs in inputs.items():

@@ -2,12 +2,13 @@
 
 Feature groups, found from the model's own tensors (a model without a group gets no row):
 
-- ``text``: the ``item_text`` buffer (BERT vectors of every item);
-- ``item_id``: every per-item trained table (``item_embedding``, ``item_bias``, ``item_id``,
-  ``history_id``, ``bias_id``; the zero padding row of an ID table is left alone);
-- ``user_id``: per-user tables (``user_embedding``, ``user_id``);
-- ``history_length``: the training history a model pools or attends over (models with a
-  ``max_history`` or ``max_len`` setting).
+- ``text``: the item text vectors (for the built-ins the ``item_text`` buffer of BERT vectors);
+- ``item_id``: every per-item trained table (the zero padding row of an ID table is left alone);
+- ``user_id``: per-user tables;
+- ``history_length``: the training history a model pools or attends over.
+
+Which tensors belong to which group the model says itself, through ``feature_tensors()``
+(:mod:`recsys.models.contract`); a model that declares none gets no feature-importance rows.
 
 Methods (``method`` column):
 
@@ -55,11 +56,8 @@ from recsys.evaluate.rows import evaluable_users, evaluate_users
 from recsys.evaluate.significance import paired_test
 from recsys.evaluate.useritems import UserItems
 from recsys.models.base import Recommender
+from recsys.models.contract import check_feature_tensors
 
-ITEM_ID_MODULES = ("item_embedding", "item_bias", "item_id", "history_id", "bias_id")
-USER_ID_MODULES = ("user_embedding", "user_id")
-HISTORY_SETTINGS = ("max_history", "max_len")
-TEXT_BUFFER = "item_text"
 PERMUTABLE = ("text", "item_id", "user_id")
 TEXT_FIELD_GROUP = "text_field"
 
@@ -122,34 +120,18 @@ def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(prefix) if prefix else model), attr
 
 
-def _id_tables(model: nn.Module, names: Sequence[str]) -> list[str]:
-    return [f"{name}.weight" for name in names if isinstance(getattr(model, name, None), nn.Embedding)]
-
-
-def reads_history(model: Recommender) -> bool:
-    """Whether the model's user vector pools or attends over the training history."""
-    config = getattr(model, "config", None)
-    return any(hasattr(config, s) for s in HISTORY_SETTINGS)
-
-
 def feature_tensors(model: Recommender) -> dict[str, list[str]]:
-    """Group -> names of the model's tensors that carry it (``history_length``: the history buffers).
+    """Group -> names of the model's tensors that carry it, as the model declares them.
+
+    Asked of the model (:meth:`feature_tensors`, checked by
+    :func:`recsys.models.contract.check_feature_tensors`), never guessed from attribute names.
 
     >>> from recsys.models.base import tiny_inputs
     >>> from recsys.models.registry import ModelSettings, build_model
     >>> feature_tensors(build_model("two_tower", ModelSettings().two_tower, tiny_inputs(text_dim=3)))
     {'text': ['item_text'], 'item_id': ['item_id.weight'], 'history_length': ['history_indptr', 'history_items']}
     """
-    groups: dict[str, list[str]] = {}
-    if isinstance(getattr(model, TEXT_BUFFER, None), torch.Tensor) and TEXT_BUFFER in dict(model.named_buffers()):
-        groups["text"] = [TEXT_BUFFER]
-    for group, names in (("item_id", ITEM_ID_MODULES), ("user_id", USER_ID_MODULES)):
-        tables = _id_tables(model, names)
-        if tables:
-            groups[group] = tables
-    if reads_history(model):
-        groups["history_length"] = ["history_indptr", "history_items"]
-    return groups
+    return check_feature_tensors(model)
 
 
 def tensor(model: nn.Module, name: str) -> torch.Tensor:
@@ -215,8 +197,8 @@ def ablated(model: Recommender, group: str, history_keep: int = 3) -> dict[str, 
     """
     names = feature_tensors(model)[group]
     if group == "text":
-        text = tensor(model, TEXT_BUFFER)
-        return {TEXT_BUFFER: text.mean(dim=0, keepdim=True).expand_as(text).clone()}
+        return {name: tensor(model, name).mean(dim=0, keepdim=True).expand_as(tensor(model, name)).clone()
+                for name in names}
     if group == "history_length":
         return truncated_history(model.history_indptr, model.history_items, history_keep)
     return {name: torch.zeros_like(tensor(model, name)).detach() for name in names}
@@ -308,7 +290,8 @@ def text_field_rows(model: Recommender, data: EvalData, field_vectors: Mapping[s
         return []
     if base is None:
         base = data.per_user(model)
-    text = tensor(model, TEXT_BUFFER)
+    text_name = feature_tensors(model)["text"][0]        # the (n_items, d) text vectors the model reads
+    text = tensor(model, text_name)
     rows = []
     for name, vectors in field_vectors.items():
         new = torch.as_tensor(np.asarray(vectors), dtype=text.dtype, device=text.device)
@@ -316,7 +299,7 @@ def text_field_rows(model: Recommender, data: EvalData, field_vectors: Mapping[s
             raise ConfigError(f"vectors without field {name!r} have shape {tuple(new.shape)}, the model's text "
                               f"{tuple(text.shape)}", setting="encoder",
                               hint="embed with the encoder and item map the model was trained with")
-        with swapped(model, {TEXT_BUFFER: new}):
+        with swapped(model, {text_name: new}):
             values = data.per_user(model)
         rows.append(drop_row(base, values, feature=name, feature_group=TEXT_FIELD_GROUP, method="ablation",
                              data=data, n_samples=n_samples, confidence=confidence, seed=seed))

@@ -4,9 +4,10 @@ Rows of the ``embedding_health`` report table, computed with the statistics of
 :mod:`recsys.embed.health` (the one place effective rank, isotropy and mean cosine
 are defined), per model:
 
-- ``output``: ``model.item_vectors()``, the vectors every item is scored with;
-- ``item_id`` / ``history_id`` / ``user_id``: the model's ID tables (rows of items or
-  users; the zero padding row of an ID table is left out).
+- ``output``: ``model.item_vectors()``, the vectors every item is scored with (dot-product
+  models; a model with its own scorer has none);
+- ``item_id`` / ``history_id`` / ``user_id``: the ID tables the model declares in
+  ``feature_tensors()`` (rows of items or users; the zero padding row of an ID table is left out).
 
 ``dead_rows`` of an ID table counts rows that never trained: norm below
 ``dead_threshold``, or, when the initial weights are known, rows that are still their
@@ -33,31 +34,58 @@ import polars as pl
 import torch
 import torch.nn as nn
 
-from recsys.diagnose.importance import table_rows
+from recsys.diagnose.importance import table_rows, tensor
 from recsys.diagnose.inputs import ITEM_NORMS_SCHEMA
 from recsys.embed.health import embedding_health
 from recsys.models.base import Recommender
+from recsys.models.contract import check_feature_tensors
 
-ID_TABLES = {"item_embedding": "item_id", "item_id": "item_id", "history_id": "history_id",
-             "user_embedding": "user_id", "user_id": "user_id"}
 OUTPUT = "output"
+ID_GROUPS = ("item_id", "user_id")
 
 
 def id_tables(model: nn.Module) -> dict[str, str]:
-    """Embedding name -> module name of the model's ID tables (biases are not vectors and are left out).
+    """Embedding name -> tensor name of the model's ID tables, from the tensors it declares.
+
+    The vector tables (2-D, wider than one column: biases are left out) of the ``item_id`` and
+    ``user_id`` groups of ``feature_tensors()``; the first of a group is named after the group,
+    any further one after its module (``history_id`` of a two-tower with separate history vectors).
 
     >>> from recsys.models.base import tiny_inputs
     >>> from recsys.models.registry import ModelSettings, build_model
     >>> id_tables(build_model("mf", ModelSettings().mf, tiny_inputs()))
-    {'item_id': 'item_embedding', 'user_id': 'user_embedding'}
+    {'item_id': 'item_embedding.weight', 'user_id': 'user_embedding.weight'}
     """
-    return {embedding: module for module, embedding in ID_TABLES.items()
-            if isinstance(getattr(model, module, None), nn.Embedding)}
+    out: dict[str, str] = {}
+    groups = check_feature_tensors(model)
+    for group in ID_GROUPS:
+        for name in groups.get(group, []):
+            value = tensor(model, name)
+            if value.dim() != 2 or value.shape[1] < 2:
+                continue
+            key = group if group not in out else name.removesuffix(".weight").replace(".", "_")
+            out[key] = name
+    return out
 
 
-def _weights(model: nn.Module, module: str) -> np.ndarray:
-    name = f"{module}.weight"
-    return getattr(model, module).weight.detach().cpu().numpy()[:table_rows(model, name)]
+def _weights(model: nn.Module, name: str) -> np.ndarray:
+    return tensor(model, name).detach().cpu().numpy()[:table_rows(model, name)]
+
+
+def _output_vectors(model: nn.Module) -> Optional[np.ndarray]:
+    """``item_vectors()`` of a dot-product model in eval mode; None for a model that has none."""
+    if not callable(getattr(model, "item_vectors", None)):
+        return None
+    with torch.no_grad():
+        training = model.training
+        model.eval()
+        try:
+            output = model.item_vectors().detach().cpu().numpy()
+        except NotImplementedError:
+            output = None
+        finally:
+            model.train(training)
+    return output
 
 
 def untrained_rows(trained: np.ndarray, initial: np.ndarray, tolerance: float = 1e-6) -> np.ndarray:
@@ -82,25 +110,23 @@ def model_health_rows(model: Recommender, *, init: Optional[nn.Module] = None, s
     ``init``: the same model at initialisation (e.g. rebuilt with the training seed); when given,
     ID rows that never moved off their initial direction count as dead.
     """
-    with torch.no_grad():
-        training = model.training
-        model.eval()
-        output = model.item_vectors().detach().cpu().numpy()
-        model.train(training)
-    row = embedding_health(output, sample=sample, dead_threshold=dead_threshold, seed=seed)
-    rows = [dict(row, embedding=OUTPUT)]
+    output = _output_vectors(model)
+    rows = []
+    if output is not None:
+        row = embedding_health(output, sample=sample, dead_threshold=dead_threshold, seed=seed)
+        rows.append(dict(row, embedding=OUTPUT))
     for embedding, module in id_tables(model).items():
         weights = _weights(model, module)
         row = embedding_health(weights, sample=sample, dead_threshold=dead_threshold, seed=seed)
         small = np.linalg.norm(weights.astype(np.float64), axis=1) < dead_threshold
         test = f"norm < {dead_threshold}"
-        if init is not None and isinstance(getattr(init, module, None), nn.Embedding):
+        if init is not None and module in id_tables(init).values():
             initial = _weights(init, module)
             if initial.shape == weights.shape:
                 small |= untrained_rows(weights, initial, init_tolerance)
                 test += " or still the (decayed) initial vector"
         row["dead_rows"] = int(small.sum())
-        row["details"] = {**row["details"], "module": module, "dead_test": test}
+        row["details"] = {**row["details"], "module": module.removesuffix(".weight"), "dead_test": test}
         rows.append(dict(row, embedding=embedding))
     return rows
 
@@ -115,11 +141,8 @@ def item_norms(model: Recommender, item_ids: Optional[list[str]] = None) -> pl.D
     [('output', 1.0, 1.0), ('output', 2.0, 2.0)]
     """
     popularity = model.item_counts.detach().cpu().numpy().astype(np.float64)
-    with torch.no_grad():
-        training = model.training
-        model.eval()
-        tables = {OUTPUT: model.item_vectors().detach().cpu().numpy()}
-        model.train(training)
+    output = _output_vectors(model)
+    tables = {} if output is None else {OUTPUT: output}
     if "item_id" in id_tables(model):
         tables["item_id"] = _weights(model, id_tables(model)["item_id"])
     ids = np.asarray(item_ids if item_ids is not None else [str(i) for i in range(len(popularity))], dtype=object)
@@ -130,4 +153,4 @@ def item_norms(model: Recommender, item_ids: Optional[list[str]] = None) -> pl.D
             "model": [getattr(model, "name", None)] * n, "embedding": [embedding] * n, "item_id": ids[:n].tolist(),
             "popularity": popularity[:n], "norm": np.linalg.norm(vectors.astype(np.float64), axis=1)},
             schema=ITEM_NORMS_SCHEMA))
-    return pl.concat(frames)
+    return pl.concat(frames) if frames else pl.DataFrame(schema=ITEM_NORMS_SCHEMA)

@@ -95,6 +95,7 @@ class Output:
     queries: torch.Tensor   # (M, D) one vector per training target
     targets: torch.Tensor   # (M,) the target item of each query
     items: torch.Tensor     # (N, D) every item's vector
+    regularizer: Optional[torch.Tensor] = None   # (M,) a penalty per target the loss adds (e.g. lightgcn's L2)
 
 
 def gather_windows(indptr: torch.Tensor, flat: torch.Tensor, users: torch.Tensor, ends: torch.Tensor,
@@ -176,7 +177,9 @@ class Recommender(nn.Module):
     """Base class: buffers for the training history and the scoring interface.
 
     Subclasses set ``example_kind`` (``"pairs"`` or ``"windows"``), ``trainable``,
-    and implement ``item_vectors()``, ``user_vectors(users, items)`` and ``forward(batch)``.
+    and implement ``item_vectors()``, ``user_vectors(users, items)``, ``forward(batch)`` (or their
+    own ``loss(batch, generator)``, then ``scorer()`` too) and ``feature_tensors()``; see
+    :mod:`recsys.models.contract` for what each stage asks.
     """
 
     example_kind = "pairs"
@@ -216,6 +219,13 @@ class Recommender(nn.Module):
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of every item for ``users``: ``(B, n_items)`` (recomputes the item table)."""
         return self.scorer()(users)
+
+    def feature_tensors(self) -> dict[str, list[str]]:
+        """Feature group -> names of the parameters/buffers carrying it (:mod:`recsys.models.contract`).
+
+        The base class declares none; every model says which of its own tensors are its features.
+        """
+        return {}
 
 
 def tiny_inputs(text_dim: int = 0, seed: int = 0) -> ModelInputs:

@@ -58,6 +58,9 @@ class ContentModel(Recommender):
         self.trainable = self.project is not None
         self.scale = 1.0 / config.temperature if self.trainable else 1.0
 
+    def feature_tensors(self) -> dict[str, list[str]]:
+        return {"text": ["item_text"], "history_length": ["history_indptr", "history_items"]}
+
     def item_vectors(self) -> torch.Tensor:
         vectors = self.item_text if self.project is None else self.project(self.item_text)   # (N, T) -> (N, D)
         return F.normalize(vectors, dim=1) if self.config.normalize else vectors

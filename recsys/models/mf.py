@@ -41,6 +41,10 @@ class MatrixFactorization(Recommender):
         if self.item_bias is not None:
             nn.init.zeros_(self.item_bias.weight)
 
+    def feature_tensors(self) -> dict[str, list[str]]:
+        items = ["item_embedding.weight"] + (["item_bias.weight"] if self.item_bias is not None else [])
+        return {"item_id": items, "user_id": ["user_embedding.weight"]}
+
     def item_vectors(self) -> torch.Tensor:
         items = self.item_embedding.weight                                # (N, D)
         if self.item_bias is None:

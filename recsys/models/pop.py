@@ -39,3 +39,6 @@ class Popularity(Recommender):
 
     def forward(self, batch):
         raise TypeError("popularity has no training step")
+
+    def feature_tensors(self) -> dict[str, list[str]]:
+        return {}                                                         # counts only: nothing to take away

@@ -85,6 +85,13 @@ class SASRec(Recommender):
             vectors = vectors + self.item_id(item_id_index(items, self.id_rows))
         return vectors
 
+    def feature_tensors(self) -> dict[str, list[str]]:
+        groups = {"text": ["item_text"]} if self.config.use_text else {}
+        if self.config.use_item_id:
+            groups["item_id"] = ["item_id.weight"]
+        groups["history_length"] = ["history_indptr", "history_items"]
+        return groups
+
     def item_vectors(self) -> torch.Tensor:
         return self._embed(torch.arange(self.n_items, device=self.item_counts.device))   # (N, D)
 

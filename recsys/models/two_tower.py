@@ -153,6 +153,19 @@ class TwoTower(Recommender):
             return items[:, :self.config.dim]
         return self._encode_items(getattr(self, "history_tower", None), getattr(self, "history_id", None))
 
+    def feature_tensors(self) -> dict[str, list[str]]:
+        c = self.config
+        items = [name for name, on in (("item_id.weight", c.use_item_id),
+                                       ("history_id.weight", c.use_item_id and c.history_vectors == "separate"),
+                                       ("bias_id.weight", c.item_bias)) if on]
+        groups = {"text": ["item_text"]} if c.use_text else {}
+        if items:
+            groups["item_id"] = items
+        if c.use_user_id:
+            groups["user_id"] = ["user_id.weight"]
+        groups["history_length"] = ["history_indptr", "history_items"]
+        return groups
+
     def item_vectors(self) -> torch.Tensor:
         vectors = self._encode_items(getattr(self, "item_tower", None), getattr(self, "item_id", None))
         if not self.config.item_bias:

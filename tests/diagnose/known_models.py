@@ -25,6 +25,10 @@ class TextOnly(Recommender):
         self.scale = nn.Parameter(torch.ones(()))
         self.config = type("Config", (), {"max_history": 50})()
 
+    def feature_tensors(self) -> dict[str, list[str]]:
+        return {"text": ["item_text"], "item_id": ["item_id.weight"], "user_id": ["user_id.weight"],
+                "history_length": ["history_indptr", "history_items"]}
+
     def item_vectors(self) -> torch.Tensor:
         return self.item_text * self.scale + 0.0 * self.item_id.weight.sum()      # (N, T); ID adds exactly 0
 

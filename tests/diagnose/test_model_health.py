@@ -54,7 +54,7 @@ def test_health_rows_use_the_shared_statistics_and_skip_the_padding_row():
     torch.manual_seed(0)
     inputs, _, _ = clustered(n_users=8)
     model = build_model("two_tower", TwoTowerConfig(dim=4, width=8), inputs)
-    assert id_tables(model) == {"item_id": "item_id"}
+    assert id_tables(model) == {"item_id": "item_id.weight"}
     rows = {r["embedding"]: r for r in model_health_rows(model)}
     weights = model.item_id.weight.detach().numpy()[:-1]
     expected = embedding_health(weights)
