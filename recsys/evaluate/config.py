@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from recsys.errors import ConfigError
+from recsys.evaluate.external_files import ExternalListConfig, check_external_lists
 
 PROTOCOLS = ("full", "uni100", "pop100")
 SIGNIFICANCE_TESTS = ("paired_t", "wilcoxon", "bootstrap")
@@ -50,6 +51,7 @@ class EvalConfig:
     baseline: Optional[str] = "pop"     # every model is compared with it (when evaluated), plus every other pair
     cold_start_max: int = 5             # users with at most this many training interactions are cold-start
     max_attribute_values: int = 20      # attribute segments: the most frequent values of a column, at most this many
+    external: list[ExternalListConfig] = field(default_factory=list)  # lists from outside: {name, path, format, split}
 
     @property
     def memory_budget_bytes(self) -> int:
@@ -95,3 +97,4 @@ def check_eval_config(cfg: EvalConfig) -> None:
         if not ok:
             value = getattr(cfg, setting.split(".")[1])
             raise ConfigError(f"value {value!r} is out of range", setting=setting, hint=hint)
+    check_external_lists(cfg.external)
