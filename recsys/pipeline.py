@@ -3,8 +3,9 @@
 A run covers one dataset (``dataset``) or several (``datasets=[...]``, see
 :mod:`recsys.data.datasets`). Stages are plain functions, registered in order:
 
-- ``STAGES``, per-dataset stages ``stage(run: RunState) -> None``: each reads what
-  earlier stages left in that dataset's :class:`RunState` and writes its tables
+- ``STAGES``, per-dataset stages ``stage(run: RunState) -> None``: each reads the typed
+  fields earlier stages set on that dataset's :class:`~recsys.run_state.RunState`
+  (:mod:`recsys.run_state`), sets its own and writes its tables
   through ``run.writer``, every row carrying the dataset's name. They run dataset
   by dataset: every stage on the first dataset, then every stage on the next.
 - ``RUN_STAGES``, run-level stages ``stage(run: RunLevelState) -> None``: they run
@@ -19,15 +20,14 @@ run has diagnosed models, their per-model summary (a section per dataset, as
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from recsys.config import RecsysConfig
 from recsys.data.config import DatasetConfig
 from recsys.data.datasets import check_sources, dataset_label, run_datasets
 from recsys.data.prepare import prepare
-from recsys.data.prepared import PreparedDataset
 from recsys.diagnose.stage import run_summary, stage_diagnose
 from recsys.embed.stage import stage_embed
 from recsys.evaluate.compare import stage_compare
@@ -37,29 +37,11 @@ from recsys.train.stage import stage_train
 from recsys.tune.stage import stage_tune
 from recsys.errors import ConfigError
 from recsys.report.writer import RunWriter, check_run_id, new_run_id
+from recsys.run_state import RunLevelState, RunState  # importable from here too
 from recsys.runtime import init_ray
 from recsys.storage import is_uri, join
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunState:
-    """What one dataset of a run carries from stage to stage (``cfg.dataset`` is that dataset)."""
-
-    cfg: RecsysConfig
-    writer: RunWriter
-    prepared: PreparedDataset | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RunLevelState:
-    """What run-level stages see: the whole config, the writer and each dataset's state by its name."""
-
-    cfg: RecsysConfig
-    writer: RunWriter
-    datasets: dict[str, RunState] = field(default_factory=dict)
 
 
 def stage_prepare(run: RunState) -> None:

@@ -1,6 +1,6 @@
 """The pipeline's ``diagnose`` stage: feature importance, model embedding health, findings and a summary.
 
-For every trained model (``run.extras["models"]``, name -> ``best_model.pt``) the stage
+For every trained model (``run.models``, name -> ``best_model.pt`` and training status) the stage
 
 1. measures feature importance (:mod:`recsys.diagnose.importance`,
    :mod:`recsys.diagnose.attribution`, and per text field :mod:`recsys.diagnose.text_fields`)
@@ -49,6 +49,7 @@ from recsys.evaluate.context import EvalContext
 from recsys.models.base import ModelInputs, Recommender
 from recsys.models.registry import build_model
 from recsys.report.schema import schema_for
+from recsys.run_state import RunState, TrainedModelRecord
 
 log = logging.getLogger(__name__)
 
@@ -298,19 +299,18 @@ def finish(writer, result: DiagnoseResult, tables: Mapping[str, pl.DataFrame], c
     return result
 
 
-def run_summary(states: Iterable[Any]) -> str:
+def run_summary(states: Iterable[RunState]) -> str:
     """The diagnosis sections of the datasets diagnosed in this run, in order, for the end of the pipeline.
 
-    ``states`` are the run's per-dataset :class:`~recsys.pipeline.RunState` objects; those
+    ``states`` are the run's per-dataset :class:`~recsys.run_state.RunState` objects; those
     without a diagnosis add nothing (empty text when none has one).
 
-    >>> from types import SimpleNamespace
-    >>> state = SimpleNamespace(extras={"diagnosis": DiagnoseResult(summary="diagnosis: no findings", dataset="a")})
-    >>> print(run_summary([state, SimpleNamespace(extras={})]))
+    >>> state = RunState(cfg=None, writer=None, diagnosis=DiagnoseResult(summary="diagnosis: no findings", dataset="a"))
+    >>> print(run_summary([state, RunState(cfg=None, writer=None)]))
     == dataset a ==
     diagnosis: no findings
     """
-    results = [state.extras["diagnosis"] for state in states if state.extras.get("diagnosis") is not None]
+    results = [state.diagnosis for state in states if state.diagnosis is not None]
     return "\n\n".join(result.section for result in results)
 
 
@@ -335,24 +335,27 @@ def text_field_vectors(run_cfg, prepared: PreparedDataset, models: Mapping[str, 
     return field_vectors(prepared, run_cfg.encoder, cache_root(run_cfg), cfg.importance.fields)
 
 
-def stage_diagnose(run) -> None:
-    """Diagnose every model the train stage left in ``run.extras["models"]`` (see the module doc)."""
+def stage_diagnose(run: RunState) -> None:
+    """Diagnose every model the train stage left in ``run.models`` (see the module doc).
+
+    Names evaluated without a model (recommendation lists from elsewhere) are not in
+    ``run.models`` and are not diagnosed.
+    """
     cfg = run.cfg.diagnose
     if not cfg.enabled:
         log.info("diagnosis is disabled (diagnose.enabled=false)")
         return
     check_diagnose_config(cfg)
-    if run.prepared is None or not run.extras.get("models"):
-        raise ConfigError("the diagnose stage needs a prepared dataset and trained models", setting="stages",
-                          hint="run prepare, embed, train (and evaluate) before diagnose")
-    paths = run.extras["models"]
+    run.require("prepared", "diagnose")
+    run.require("models", "diagnose")
+    paths = run.model_paths()
     models = load_models(paths)
-    context = (run.extras.get("evaluation") or {}).get("context")
+    context = run.evaluation.context if run.evaluation is not None else None
     fields = text_field_vectors(run.cfg, run.prepared, models)
     result = diagnose_models(models, run.prepared, cfg, train_seed=run.cfg.train.seed, fields=fields,
                              context=context, eval_cfg=run.cfg.eval)
     tables = published_tables(run.writer.run_dir, run.prepared.name)
-    run.extras["diagnosis"] = finish(run.writer, result, tables, cfg, run.prepared.name, list(paths))
+    run.diagnosis = finish(run.writer, result, tables, cfg, run.prepared.name, list(paths))
 
 
 def diagnose_run(report_dir: str | Path, cfg, *, models: Optional[Mapping[str, str | Path]] = None,
@@ -363,7 +366,6 @@ def diagnose_run(report_dir: str | Path, cfg, *, models: Optional[Mapping[str, s
     ``<checkpoint root>/<model>/best_model.pt``; the stage's tables are added to the run, which
     lists ``diagnose`` among its stages afterwards.
     """
-    from recsys.pipeline import RunState
     from recsys.report.reader import list_runs
     from recsys.report.writer import RunWriter
     from recsys.train.stage import checkpoint_root
@@ -396,11 +398,11 @@ def diagnose_run(report_dir: str | Path, cfg, *, models: Optional[Mapping[str, s
             root = checkpoint_root(run)
             models = {name: root / name / "best_model.pt" for name in cfg.models
                       if (root / name / "best_model.pt").exists()}
-        run.extras["models"] = dict(models)
+        run.models = {name: TrainedModelRecord(path) for name, path in models.items()}
         with writer.transaction():
             stage_diagnose(run)
         writer.mark_stage_done("diagnose")
-    result = run.extras.get("diagnosis", DiagnoseResult())
+    result = run.diagnosis if run.diagnosis is not None else DiagnoseResult()
     if result.dataset:
         print(result.section)
     return result

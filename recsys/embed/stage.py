@@ -1,7 +1,7 @@
 """The pipeline's ``embed`` stage: item text → vectors for the prepared dataset, plus their health row.
 
-After it runs, ``run.extras["item_vectors"]`` is the Parquet file of vectors
-(``item_id, embedding, is_fallback``) and ``run.extras["embed"]`` the full
+After it runs, ``run.embedding`` (:class:`~recsys.run_state.Embedding`) holds the
+Parquet file of vectors (``item_id, embedding, is_fallback``) and the full
 :class:`~recsys.embed.catalogue.EmbedResult`; later stages load the vectors
 aligned with ``item_idx`` through :func:`load_item_vectors`.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from recsys.config import RecsysConfig
 from recsys.embed.catalogue import EmbedResult, embed_catalogue, load_item_vectors
 from recsys.embed.health import embedding_health
-from recsys.errors import ConfigError
+from recsys.run_state import Embedding, RunState
 from recsys.storage import is_uri
 
 log = logging.getLogger(__name__)
@@ -48,15 +48,12 @@ def health_row(result: EmbedResult, dataset: str, item_map) -> dict:
     return row
 
 
-def stage_embed(run) -> None:
+def stage_embed(run: RunState) -> None:
     """Embed ``run.prepared``'s items (Ray Data by default, cache reused) and write their health row."""
-    if run.prepared is None:
-        raise ConfigError("the embed stage needs a prepared dataset", setting="stages",
-                          hint="run the prepare stage first (stages: prepare, embed)")
+    run.require("prepared", "embed")
     cfg = run.cfg.encoder
     result = embed_catalogue(run.prepared, cfg, cache_root(run.cfg))
-    run.extras["item_vectors"] = result.path
-    run.extras["embed"] = result
+    run.embedding = Embedding(vectors_path=result.path, result=result)
     run.writer.write("embedding_health", [health_row(result, run.prepared.name, run.prepared.item_map())])
     log.info("item vectors of %s (%s, %s items) at %s", run.prepared.name, cfg.name,
              f"{result.counts['n_items']:,}", result.path)

@@ -1,7 +1,7 @@
 """The pipeline's ``evaluate`` stage: every trained model on every split, per user, per segment, compared.
 
-For each model of ``run.extras["models"]`` (the train stage's ``best_model.pt``
-files) and each split of ``eval.splits``: rank (full ranking, or the sampled
+For each model of ``run.models`` (the train stage's ``best_model.pt`` files)
+and each split of ``eval.splits``: rank (full ranking, or the sampled
 protocol of ``eval.protocol``), then write
 
 - ``metrics``: averages with bootstrap intervals for segment ``all``, every user
@@ -12,8 +12,8 @@ protocol of ``eval.protocol``), then write
 - ``comparisons``: paired tests of accuracy metrics and AUC between models, on
   ``all`` and every user segment (see :func:`comparison_rows`).
 
-``run.extras["evaluation"]`` keeps ``{"context": EvalContext, "rows": {model:
-{split: MetricRows}}, "segments": {split: {name: user_idx}}}`` for the diagnose stage.
+``run.evaluation`` (:class:`~recsys.run_state.Evaluation`) keeps the context, the rows
+``{model: {split: MetricRows}}``, the user segments and the item groups for diagnose and tune.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from collections.abc import Mapping
 import numpy as np
 import polars as pl
 
-from recsys.errors import ConfigError
 from recsys.evaluate.aggregate import summarize
 from recsys.evaluate.config import EvalConfig, check_eval_config
 from recsys.evaluate.context import EvalContext, evaluate_split
@@ -32,6 +31,7 @@ from recsys.evaluate.metrics import ACCURACY_METRICS
 from recsys.evaluate.rows import MetricRows, split_column_name
 from recsys.evaluate.segments import ALL, item_group_rows, item_groups, user_segments
 from recsys.evaluate.significance import adjust_p_values, compare_models
+from recsys.run_state import Evaluation, RunState
 
 log = logging.getLogger(__name__)
 
@@ -179,21 +179,16 @@ def summary_table(metric_summaries: Mapping[tuple[str, str], list[dict]], ks: li
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in lines)
 
 
-def _context(run, cfg: EvalConfig) -> EvalContext:
+def _context(run: RunState, cfg: EvalConfig) -> EvalContext:
     from recsys.train.stage import load_item_text
 
     return EvalContext.from_prepared(run.prepared, load_item_text(run), cfg)
 
 
-def stage_evaluate(run) -> None:
-    """Evaluate ``run.extras["models"]`` on ``run.prepared``: metrics, user_metrics, recommendations, comparisons."""
-    if run.prepared is None:
-        raise ConfigError("the evaluate stage needs a prepared dataset", setting="stages",
-                          hint="run the prepare stage first (stages: prepare, embed, train, evaluate)")
-    models = run.extras.get("models")
-    if not models:
-        raise ConfigError("the evaluate stage found no trained models", setting="stages",
-                          hint="run the train stage before evaluate (stages: prepare, embed, train, evaluate)")
+def stage_evaluate(run: RunState) -> None:
+    """Evaluate ``run.models`` on ``run.prepared``: metrics, user_metrics, recommendations, comparisons."""
+    run.require("prepared", "evaluate")
+    models = run.require("models", "evaluate")
     cfg: EvalConfig = run.cfg.eval
     check_eval_config(cfg)
     from recsys.train.checkpoint import load_model
@@ -208,7 +203,7 @@ def stage_evaluate(run) -> None:
     groups = item_groups(ctx, head_fraction=cfg.long_tail_head_fraction, max_attribute_values=cfg.max_attribute_values)
     log.info("evaluating %s on %s/%s (%s ranking, engine %s)", ", ".join(models), dataset, ",".join(cfg.splits),
              cfg.protocol, cfg.engine)
-    rows = evaluate_models({name: load_model(path) for name, path in models.items()}, ctx, cfg)
+    rows = evaluate_models({name: load_model(record.path) for name, record in models.items()}, ctx, cfg)
     labels = {"dataset": dataset}
     summaries: dict[tuple[str, str], list[dict]] = {}
     for name in models:
@@ -233,6 +228,6 @@ def stage_evaluate(run) -> None:
         if len(rows) > 1:
             found = comparison_rows({name: rows[name][split] for name in rows}, split, cfg, segments[split])
             run.writer.write("comparisons", [dict(row, **labels) for row in found])
-    run.extras["evaluation"] = {"context": ctx, "rows": rows, "segments": segments, "item_groups": groups}
+    run.evaluation = Evaluation(context=ctx, rows=rows, segments=segments, item_groups=groups)
     print(f"evaluation of {dataset} ({cfg.protocol} ranking):")
     print(summary_table(summaries, list(cfg.k)))

@@ -7,8 +7,9 @@ the embed stage, when present), train it (Ray Train ``TorchTrainer`` with
 ``<checkpoint root>/<model>/best_model.pt``, a self-contained file that
 :func:`recsys.train.checkpoint.load_model` rebuilds.
 
-After the stage, ``run.extras["models"]`` maps model name to that file and
-``run.extras["train_status"]`` to ``{status, where, best_epoch, best_val}``. A
+After the stage, ``run.models`` maps model name to a
+:class:`~recsys.run_state.TrainedModelRecord`: that file and how training went
+(status, where, best_epoch, best_val, epochs, steps). A
 model whose training diverged (NaN/Inf) does not fail the run: its status says
 ``diverged`` and where, and its best weights before that are kept.
 
@@ -29,6 +30,7 @@ import torch
 from recsys.errors import ConfigError
 from recsys.models.base import Recommender
 from recsys.models.registry import build_model, check_model_names
+from recsys.run_state import RunState, TrainedModelRecord
 from recsys.storage import is_uri, join
 from recsys.train.checkpoint import FitState, LocalCheckpoints, local_model_dir, publish_model, save_model
 from recsys.train.config import TrainConfig, check_train_config
@@ -51,6 +53,13 @@ class TrainedModel:
         return {"status": self.state.status, "where": self.state.where, "best_epoch": self.state.best_epoch,
                 "best_val": None if best == float("-inf") else best, "epochs": self.state.epoch,
                 "steps": self.state.step, "path": str(self.path)}
+
+    def record(self) -> TrainedModelRecord:
+        """What the run state keeps of this model: its file and how training went."""
+        best = self.state.best_metric
+        return TrainedModelRecord(self.path, status=self.state.status, where=self.state.where,
+                                  best_epoch=self.state.best_epoch, best_val=None if best == float("-inf") else best,
+                                  epochs=self.state.epoch, steps=self.state.step)
 
 
 def new_model(name: str, model_config, data: TrainingData, item_text: np.ndarray | None, seed: int) -> Recommender:
@@ -105,28 +114,25 @@ def train_model(name: str, model_config, data: TrainingData, item_text: np.ndarr
     return trained
 
 
-def checkpoint_root(run) -> Path | str:
+def checkpoint_root(run: RunState) -> Path | str:
     """``train.checkpoint_dir``, or ``<report dir>/checkpoints``; a URI (shared storage) stays a string."""
     configured = run.cfg.train.checkpoint_dir or join(getattr(run.writer, "location", run.writer.run_dir),
                                                       "checkpoints")
     return configured if is_uri(configured) else Path(configured).resolve()
 
 
-def load_item_text(run) -> np.ndarray | None:
+def load_item_text(run: RunState) -> np.ndarray | None:
     """The embed stage's vectors aligned with item_idx, or None when the embed stage has not run."""
-    path = run.extras.get("item_vectors")
-    if path is None:
+    if run.embedding is None:
         return None
     from recsys.embed.catalogue import load_item_vectors
 
-    return load_item_vectors(path, run.prepared.item_map())
+    return load_item_vectors(run.embedding.vectors_path, run.prepared.item_map())
 
 
-def stage_train(run) -> None:
+def stage_train(run: RunState) -> None:
     """Train ``run.cfg.models`` on ``run.prepared``; write curves and grad_stats; publish the model files."""
-    if run.prepared is None:
-        raise ConfigError("the train stage needs a prepared dataset", setting="stages",
-                          hint="run the prepare stage first (stages: prepare, embed, train)")
+    run.require("prepared", "train")
     cfg = run.cfg
     check_model_names(list(cfg.models))
     check_train_config(cfg.train)
@@ -134,14 +140,13 @@ def stage_train(run) -> None:
     item_text = load_item_text(run)
     root = checkpoint_root(run)
     dataset = run.prepared.name
-    models, statuses = {}, {}
+    models = {}
     for name in cfg.models:
         log.info("training %s on %s (%s interactions, %s items)", name, dataset, f"{data.nnz:,}", f"{data.n_items:,}")
         trained = train_model(name, cfg.model.for_model(name), data, item_text, cfg.train, join(root, name))
         run.writer.write("curves", [dict(row, dataset=dataset) for row in trained.telemetry.curves])
         run.writer.write("grad_stats", [dict(row, dataset=dataset) for row in trained.telemetry.grad_stats])
-        models[name], statuses[name] = trained.path, trained.summary()
+        models[name] = trained.record()
         level = logging.WARNING if trained.state.status == "diverged" else logging.INFO
         log.log(level, "%s: %s", name, trained.summary())
-    run.extras["models"] = models
-    run.extras["train_status"] = statuses
+    run.models = models

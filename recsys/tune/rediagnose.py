@@ -35,7 +35,7 @@ def rediagnose(state, model, trained, rows) -> list[Finding]:
     run, name, dataset = state.run, state.model, state.dataset
     dcfg, ecfg = run.cfg.diagnose, run.cfg.eval
     evaluation = state.evaluation
-    ctx, segments, groups = evaluation["context"], evaluation["segments"], evaluation["item_groups"]
+    ctx, segments, groups = evaluation.context, evaluation.segments, evaluation.item_groups
     fresh = {
         "curves": [dict(r, dataset=dataset) for r in trained.telemetry.curves],
         "grad_stats": [dict(r, dataset=dataset) for r in trained.telemetry.grad_stats],
@@ -44,10 +44,10 @@ def rediagnose(state, model, trained, rows) -> list[Finding]:
         "comparisons": [],
     }
     pop = dcfg.baseline_model
-    if pop in evaluation["rows"]:
+    if pop in evaluation.rows:
         for split, result in rows.items():
             fresh["comparisons"] += [dict(r, dataset=dataset) for r in comparison_rows(
-                {pop: evaluation["rows"][pop][split], name: result}, split, ecfg, {"all": segments[split]["all"]})]
+                {pop: evaluation.rows[pop][split], name: result}, split, ecfg, {"all": segments[split]["all"]})]
     tables = published_tables(run.writer.run_dir, dataset)
     for table in tables:
         tables[table] = _without(tables[table], table, name)

@@ -11,7 +11,7 @@ def _results(state, results) -> dict:
     """``{reported model name: evaluation rows per split}``: the baseline first, then undirected, then directed."""
     from recsys.tune.stage import variant
 
-    out = {state.model: state.evaluation["rows"][state.model]}
+    out = {state.model: state.evaluation.rows[state.model]}
     for mode in ("undirected", "directed"):
         best = results[mode].best if mode in results else None
         if best is not None:
@@ -27,16 +27,16 @@ def write_results(state, results) -> list[dict]:
     by_model = _results(state, results)
     for name, rows in list(by_model.items())[1:]:
         for split, result in rows.items():
-            summary = metric_rows(result, ev["context"], split, ecfg, ev["segments"][split], ev["item_groups"])
+            summary = metric_rows(result, ev.context, split, ecfg, ev.segments[split], ev.item_groups)
             writer.write("metrics", [dict(row, model=name, dataset=dataset) for row in summary])
-            writer.write("user_metrics", user_metric_frame(result, ev["context"]).with_columns(
+            writer.write("user_metrics", user_metric_frame(result, ev.context).with_columns(
                 pl.lit(dataset).alias("dataset"), pl.lit(name).alias("model"), pl.lit(split).alias("split"),
                 pl.lit(ecfg.protocol).alias("protocol")))
     comparisons = []
     if len(by_model) > 1:
         for split in ecfg.splits:
             found = comparison_rows({name: rows[split] for name, rows in by_model.items()}, split, ecfg,
-                                    ev["segments"][split])
+                                    ev.segments[split])
             comparisons += [dict(row, dataset=dataset) for row in found]
         writer.write("comparisons", comparisons)
     if "directed" in results:
@@ -70,7 +70,8 @@ def verdicts(state, results) -> list[str]:
     """One :func:`verdict` line per search that retrained a result."""
     from recsys.tune.stage import variant
 
-    baseline = (state.run.extras.get("train_status") or {}).get(state.model, {}).get("best_val")
+    record = state.run.models.get(state.model)
+    baseline = None if record is None else record.best_val
     return [f"  {verdict(variant(state.model, mode), result.best.retrained.val_ndcg, baseline)}"
             for mode, result in results.items() if result.best is not None]
 

@@ -27,6 +27,7 @@ import polars as pl
 
 from recsys.diagnose.finding import to_rows
 from recsys.errors import ConfigError
+from recsys.run_state import Evaluation, RunState
 from recsys.tune._ray import TrialOutcome, run_search
 from recsys.tune.config import TuneConfig, check_tune_config, searched_model
 from recsys.tune.edits import EditNote
@@ -68,17 +69,19 @@ class TunedModel:
     findings_rows: list[dict]
 
 
-def _check(run, cfg: TuneConfig) -> None:
-    """The run has what searching ``cfg.model`` needs (the model trained, evaluated, diagnosed when directed)."""
-    models = run.extras.get("models") or {}
+def _check(run: RunState, cfg: TuneConfig) -> None:
+    """The run has what searching ``cfg.model`` needs (the model trained, evaluated, diagnosed when directed).
+
+    Only trained models (``run.models``) can be searched: a recommendation list evaluated next to
+    them has no model to retrain.
+    """
+    models = run.models
     if run.prepared is None or cfg.model not in models:
         raise ConfigError(f"the tune stage searches {cfg.model!r}, which this run did not train", setting="tune.model",
                           hint=f"add it to models=[...] (trained: {', '.join(models) or 'none'}), "
                                "or set tune.model to one of them")
-    if "evaluation" not in run.extras:
-        raise ConfigError("the tune stage needs the evaluate stage's results", setting="stages",
-                          hint="run prepare, embed, train, evaluate and diagnose before tune")
-    if cfg.mode in ("directed", "both") and "diagnosis" not in run.extras:
+    run.require("evaluation", "tune")
+    if cfg.mode in ("directed", "both") and run.diagnosis is None:
         raise ConfigError("a directed search needs the diagnosis of the baseline", setting="tune.mode",
                           hint="run the diagnose stage first (diagnose.enabled=true), or use tune.mode=undirected")
 
@@ -94,7 +97,7 @@ def _templates(space: Space) -> list[str]:
 class TuneRun:
     """The stage's state and steps for one dataset's run (see :func:`stage_tune`)."""
 
-    def __init__(self, run, item_text: Optional[np.ndarray], cfg: TuneConfig):
+    def __init__(self, run: RunState, item_text: Optional[np.ndarray], cfg: TuneConfig):
         from recsys.train.data import TrainingData
         from recsys.train.stage import checkpoint_root
 
@@ -104,7 +107,7 @@ class TuneRun:
         self.data = TrainingData.from_prepared(run.prepared)
         self.item_text = item_text
         self.root = checkpoint_root(run).resolve() / "tune"
-        self.evaluation = run.extras["evaluation"]
+        self.evaluation: Evaluation = run.require("evaluation", "tune")
         epochs = min(cfg.epochs, self.cfg.train.epochs) if cfg.epochs else self.cfg.train.epochs
         self.context = TrialContext(self.cfg, self.model, self.data, {None: item_text}, epochs=max(1, epochs),
                                     threads=max(1, int(self.tcfg.cpus_per_trial)))
@@ -190,7 +193,7 @@ class TuneRun:
         log.info("tune: retraining %s trial %s (%s) for up to %d epochs", mode, trial.trial_id,
                  json.dumps(trial.config, sort_keys=True, default=str), cfg.train.epochs)
         trained = train_model(self.model, cfg.model.for_model(self.model), self.data, vectors, cfg.train, out_dir)
-        rows = evaluate_models({self.model: load_model(trained.path)}, self.evaluation["context"],
+        rows = evaluate_models({self.model: load_model(trained.path)}, self.evaluation.context,
                                self.cfg.eval)[self.model]
         best = trained.state.best_metric
         return FullTraining(f"{mode} round {index} trial {trial.trial_id}", trained.path, rows,
@@ -198,12 +201,12 @@ class TuneRun:
 
     def _baseline_training(self) -> "FullTraining":
         """The baseline as the train, evaluate and diagnose stages left it."""
-        status = (self.run.extras.get("train_status") or {}).get(self.model, {})
-        best = status.get("best_val")
-        diagnosis = self.run.extras.get("diagnosis")
+        record = self.run.models[self.model]
+        best = record.best_val
+        diagnosis = self.run.diagnosis
         findings = None if diagnosis is None else [f for f in diagnosis.findings if f.where.get("model") == self.model]
-        return FullTraining("the baseline", Path(self.run.extras["models"][self.model]),
-                            self.evaluation["rows"][self.model], float("-inf") if best is None else float(best),
+        return FullTraining("the baseline", Path(record.path),
+                            self.evaluation.rows[self.model], float("-inf") if best is None else float(best),
                             findings=findings)
 
     # ------------------------------------------------------------ rows
@@ -256,14 +259,14 @@ def mean_on_test_split(rows: dict, column: str) -> Optional[float]:
     return float(values.mean()) if values.size else None
 
 
-def stage_tune(run) -> None:
+def stage_tune(run: RunState) -> None:
     """Search ``tune.model`` as ``tune.mode`` says; write trials, metrics, comparisons, findings; print a summary."""
     cfg: TuneConfig = run.cfg.tune
     if not cfg.enabled:
         log.info("tuning is disabled (tune.enabled=false)")
         return
     check_tune_config(cfg)
-    model = searched_model(cfg, list(run.extras.get("models") or {}))
+    model = searched_model(cfg, list(run.models))
     if model is None:
         log.info("tune: no trained model to search (only pop); set tune.model or add a model to models=[...]")
         return
@@ -280,7 +283,7 @@ def stage_tune(run) -> None:
     steps = Steps(search=state.search, retrain=state.retrain)
     results: dict[str, SearchResult] = {}
     if cfg.mode in ("directed", "both"):
-        findings = run.extras["diagnosis"].findings
+        findings = run.diagnosis.findings
         results["directed"] = directed_search(default, findings, state.model, cfg, state.baseline_value, steps,
                                               state.dataset)
     if cfg.mode in ("undirected", "both"):
@@ -288,5 +291,5 @@ def stage_tune(run) -> None:
     for result in results.values():
         run.writer.write("trials", state.trial_rows(result))
     comparisons = write_results(state, results)
-    run.extras["tune"] = results
+    run.tune = results
     print(summary_text(state, results, comparisons))

@@ -171,7 +171,7 @@ def test_stage_records_vectors_and_health(tmp_path, ray_cfg, ray_run):
         run = RunState(cfg=cfg, writer=writer, prepared=prepared)
         with writer.transaction():
             stage_embed(run)
-    vectors = load_item_vectors(run.extras["item_vectors"], prepared.item_map())
+    vectors = load_item_vectors(run.embedding.vectors_path, prepared.item_map())
     assert vectors.shape == (153, 32)
     rows = load_tables(str(tmp_path / "report"))["embedding_health"].to_dicts()
     assert len(rows) == 1

@@ -34,14 +34,14 @@ def trained(tmp_path_factory):
         run = RunState(cfg=cfg, writer=writer, prepared=prepared)
         with writer.transaction():
             stage_train(run)
-    return root, prepared, run.extras["models"]
+    return root, prepared, run.models
 
 
 def run_evaluate(trained, tmp_path, overrides=()):
     root, prepared, models = trained
     cfg = compose(TINY + [f"data.cache_dir={root}/cache", *overrides])
     with RunWriter(tmp_path / "run", run_id="r1", config=cfg) as writer:
-        run = RunState(cfg=cfg, writer=writer, prepared=prepared, extras={"models": dict(models)})
+        run = RunState(cfg=cfg, writer=writer, prepared=prepared, models=dict(models))
         with writer.transaction():
             stage_evaluate(run)
     return run, load_tables(str(tmp_path / "run"))
@@ -71,7 +71,7 @@ def test_stage_writes_the_four_tables_with_original_ids(trained, tmp_path, capsy
         relevant = [(u, i) in held_out for u, i in zip(listed["user_id"], listed["item_id"])]
         assert listed["is_relevant"].to_list() == relevant
     assert "NDCG@10" in capsys.readouterr().out
-    assert isinstance(run.extras["evaluation"]["rows"]["mf"]["test"], MetricRows)
+    assert isinstance(run.evaluation.rows["mf"]["test"], MetricRows)
 
 
 def test_metrics_carry_the_names_diagnosis_reads_and_match_user_rows(trained, tmp_path):

@@ -14,6 +14,7 @@ from recsys.data.prepare import prepare
 from recsys.embed.cache import embedding_array
 from recsys.errors import ConfigError
 from recsys.pipeline import RunState
+from recsys.run_state import Embedding
 from recsys.report.reader import load_tables
 from recsys.report.writer import RunWriter
 from recsys.train.checkpoint import load_model
@@ -39,7 +40,7 @@ def run_train(tmp_path, overrides, with_vectors=True):
     with RunWriter(tmp_path / "run", run_id="r1", config=cfg) as writer:
         run = RunState(cfg=cfg, writer=writer, prepared=prepared)
         if with_vectors:
-            run.extras["item_vectors"] = fake_vectors(prepared, tmp_path / "vectors.parquet")
+            run.embedding = Embedding(fake_vectors(prepared, tmp_path / "vectors.parquet"))
         with writer.transaction():
             stage_train(run)
     return run, load_tables(str(tmp_path / "run"))
@@ -48,7 +49,7 @@ def run_train(tmp_path, overrides, with_vectors=True):
 def test_stage_trains_every_model_and_writes_its_rows(tmp_path):
     run, tables = run_train(tmp_path, [])
     names = ["pop", "mf", "content", "two_tower", "sasrec"]
-    assert list(run.extras["models"]) == names
+    assert list(run.models) == names
     curves, grads = tables["curves"], tables["grad_stats"]
     assert set(curves["model"]) == set(names)
     assert set(grads["model"]) == {"mf", "content", "two_tower", "sasrec"}      # pop has no parameters
@@ -56,11 +57,11 @@ def test_stage_trains_every_model_and_writes_its_rows(tmp_path):
     val = curves.filter(pl.col("name") == "val/ndcg@10")
     per_model = dict(val.group_by("model").len().iter_rows())
     assert per_model == {"pop": 1, "mf": 2, "content": 2, "two_tower": 2, "sasrec": 2}   # pop: validated once
-    for name, path in run.extras["models"].items():
-        model = load_model(path)
+    for name, record in run.models.items():
+        model = load_model(record.path)
         scores = model.score(torch.arange(3))
         assert scores.shape == (3, run.prepared.item_map().height)
-        assert run.extras["train_status"][name]["status"] == "completed"
+        assert record.status == "completed"
     mf_layers = set(grads.filter(pl.col("model") == "mf")["layer"])
     assert mf_layers == {"user_embedding.weight", "item_embedding.weight", "item_bias.weight"}
 
@@ -73,5 +74,5 @@ def test_stage_without_text_vectors_names_the_missing_stage(tmp_path):
 def test_stage_without_text_trains_id_models(tmp_path):
     run, tables = run_train(tmp_path, ["models=[pop,mf]", "train.checkpoint_dir=" + str(tmp_path / "ck")],
                             with_vectors=False)
-    assert run.extras["models"]["mf"] == (tmp_path / "ck" / "mf" / "best_model.pt").resolve()
+    assert run.models["mf"].path == (tmp_path / "ck" / "mf" / "best_model.pt").resolve()
     assert set(tables["curves"]["model"]) == {"pop", "mf"}

@@ -8,16 +8,18 @@ import pytest
 
 from rayjobs._common import compose
 from recsys.errors import ConfigError
+from recsys.run_state import Evaluation, RunState, TrainedModelRecord
 from recsys.tune.stage import stage_tune
 
 
-def finished_run(tune_overrides: list[str], extras: dict):
-    """A run as the stages before tune leave it: the composed config and what they put into ``extras``."""
+def finished_run(tune_overrides: list[str], fields: dict) -> RunState:
+    """A run as the stages before tune leave it: the composed config and the fields they set."""
     cfg = compose(tune_overrides)
-    return SimpleNamespace(cfg=cfg, extras=extras, prepared=object())
+    return RunState(cfg=cfg, writer=None, prepared=object(), **fields)
 
 
-ALL_STAGES = {"models": {"pop": None, "mf": None}, "evaluation": {}, "diagnosis": SimpleNamespace(findings=[])}
+ALL_STAGES = {"models": {"pop": TrainedModelRecord("pop.pt"), "mf": TrainedModelRecord("mf.pt")},
+              "evaluation": Evaluation(context=None), "diagnosis": SimpleNamespace(findings=[])}
 
 
 def test_a_model_that_was_not_trained_is_named_with_what_was():
@@ -46,5 +48,5 @@ def test_an_undirected_search_does_not_need_the_diagnosis_and_a_bad_budget_is_re
 
 
 def test_only_pop_trained_skips_the_search_without_error():
-    run = finished_run([], {"models": {"pop": None}, "evaluation": {}})
+    run = finished_run([], {"models": {"pop": TrainedModelRecord("pop.pt")}, "evaluation": Evaluation(context=None)})
     assert stage_tune(run) is None
