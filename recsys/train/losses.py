@@ -10,6 +10,9 @@ and divides by the global batch's target count.
   a negative equal to the target is removed (accidental hit).
 - ``bpr``: ``-log sigmoid(s_target - s_negative)`` with one drawn negative per target.
 
+A model's own per-target penalty (``Output.regularizer``, e.g. lightgcn's L2 on the
+batch's layer-0 rows) is added to the loss of each target.
+
 >>> import torch
 >>> from recsys.models.base import Output
 >>> out = Output(torch.tensor([[1.0, 0.0]]), torch.tensor([0]), torch.eye(2))
@@ -98,6 +101,10 @@ class Loss:
         return torch.multinomial(self.probs, n, replacement=True, generator=generator)
 
     def __call__(self, out: Output, generator: torch.Generator) -> torch.Tensor:
+        losses = self._data_loss(out, generator)                          # (M,)
+        return losses if out.regularizer is None else losses + out.regularizer
+
+    def _data_loss(self, out: Output, generator: torch.Generator) -> torch.Tensor:
         device = out.queries.device
         if self.name == "softmax":
             return softmax_loss(out)
