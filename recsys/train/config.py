@@ -72,7 +72,7 @@ def check_train_config(cfg: TrainConfig) -> None:
     _one_of(cfg.lr_schedule, SCHEDULES, "train.lr_schedule")
     checks = [
         ("lr", cfg.lr > 0, "use e.g. train.lr=0.001"),
-        ("epochs", cfg.epochs >= 0, "use e.g. train.epochs=20"),
+        ("epochs", cfg.epochs >= 1, "a trained model needs at least one epoch: use e.g. train.epochs=20"),
         ("batch_size", cfg.batch_size >= 1, "use e.g. train.batch_size=256"),
         ("weight_decay", cfg.weight_decay >= 0, "use e.g. train.weight_decay=0.0"),
         ("grad_clip", cfg.grad_clip is None or cfg.grad_clip > 0, "use a positive norm, or null for none"),
