@@ -81,7 +81,15 @@ class FitResult:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Adam(W) over the trainable parameters, or over ``model.optimizer_groups(train.lr)`` when it has them.
+
+    A group's ``lr`` relative to ``train.lr`` is kept as ``lr_scale`` (the schedule scales every
+    group alike) and its optional ``warmup_steps`` ramp it up from 0 (see :func:`group_lr`).
+    """
+    groups = getattr(model, "optimizer_groups", None)
+    params = [p for p in model.parameters() if p.requires_grad] if groups is None else groups(cfg.lr)
+    if groups is not None:
+        params = [dict(g, lr_scale=g["lr"] / cfg.lr) for g in params if g["params"]]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -97,6 +105,18 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
     if cfg.lr_schedule == "constant" or total_steps <= 0:
         return cfg.lr
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+def group_lr(group: dict, lr: float, step: int) -> float:
+    """A parameter group's learning rate at ``step``: the scheduled ``lr`` times its ``lr_scale``,
+    ramped linearly over its ``warmup_steps``.
+
+    >>> group_lr({"lr_scale": 0.1, "warmup_steps": 4}, 1e-3, 1), group_lr({}, 1e-3, 1)
+    (5e-05, 0.001)
+    """
+    warmup = group.get("warmup_steps") or 0
+    ramp = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    return lr * group.get("lr_scale", 1.0) * ramp
 
 
 def seed_epoch(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
@@ -125,7 +145,7 @@ def train_epoch(model: Recommender, loss_fn: Loss, optimizer: torch.optim.Optimi
     for batch, total in worker_batches(examples, order, per_batch, dist.rank, dist.world_size):
         batch = batch.to(dist.device)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, state.step, total_steps)
+            group["lr"] = group_lr(group, learning_rate(cfg, state.step, total_steps), state.step)
         optimizer.zero_grad(set_to_none=True)
         losses = loss_fn(forward(batch), generator)                       # (M,)
         loss = losses.sum() * (dist.world_size / max(total, 1))           # DDP averages: global mean gradient
@@ -221,6 +241,10 @@ def fit(model: Recommender, data: TrainingData, cfg: TrainConfig, *, forward: Ca
         metric = validate(model, data, cfg, dist, seen)
         state.epoch += 1
         step = max(state.step - 1, 0)
+        epoch_curves = getattr(model, "epoch_curves", None)     # models that measure themselves (finetune)
+        if epoch_curves is not None and cfg.instrument:
+            for name, value in epoch_curves().items():
+                telemetry.curve(step, epoch, name, value)
         telemetry.curve(step, epoch, "train/epoch_loss", loss_sum / max(stats.steps, 1))
         telemetry.curve(step, epoch, "epoch_seconds", stats.seconds)
         telemetry.curve(step, epoch, "train/epoch_samples_per_s",
