@@ -52,11 +52,11 @@ def _map(ds, fn: Callable[[pl.DataFrame], pl.DataFrame]):
     return ds.map_batches(lambda b: fn(_frame(b)).to_arrow(), batch_size=None, batch_format="pyarrow")
 
 
-def _read_parts(source: Source):
+def _read_parts(source: Source, invalid_rows: str):
     import ray.data
 
     def read(batch: pa.Table) -> pa.Table:
-        frames = [read_checked_part(source, part) for part in batch.column("part").to_pylist()]
+        frames = [read_checked_part(source, part, invalid_rows) for part in batch.column("part").to_pylist()]
         return pl.concat(frames, how="diagonal_relaxed").to_arrow()
 
     parts = ray.data.from_items([{"part": p} for p in source.parts], override_num_blocks=len(source.parts))
@@ -141,13 +141,14 @@ def prepare_with_ray(source: Source, data: DataConfig, split: SplitConfig, write
     label = source.label
     with raise_user_errors():
         items, users_table = source.items(), source.users()
-        selected = _read_parts(source).materialize()
+        policy = data.invalid_rows
+        selected = _read_parts(source, policy).materialize()
         stats = reduce(merge_stats, _gather(selected, lambda f: block_stats(f, rating_scale=dataset.rating_scale)))
-        validation = check_stats(stats, label, dataset)
-        unit = validation["timestamp_unit"]
+        validation = check_stats(stats, label, dataset, invalid_rows=policy)
+        unit, drop = validation["timestamp_unit"], policy == "drop"
         n_rows = int(stats["n_rows"]) if "n_rows" in stats else selected.count()
         n_blocks = max(2 * int(ray.cluster_resources().get("CPU", 1)), math.ceil(n_rows / ROWS_PER_BLOCK))
-        by_user = _map(selected, lambda f: conform_block(f, unit)).repartition(
+        by_user = _map(selected, lambda f: conform_block(f, unit, drop_invalid=drop)).repartition(
             n_blocks, keys=[USER_ID]).materialize()
         del selected
 

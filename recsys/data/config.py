@@ -69,6 +69,7 @@ class DataConfig:
     min_user_interactions: int = 0      # iterative k-core: users
     min_item_interactions: int = 0      # iterative k-core: items
     kcore_max_iterations: int = 50
+    invalid_rows: str = "error"         # rows with a NaN/inf/absurd value or an empty id: error | drop (counted)
     reuse_cache: bool = True
 
 
@@ -80,6 +81,9 @@ class SplitConfig:
     - ``temporal``: global cutoffs; ``cutoffs`` (two timestamps) or ``ratios`` of events in time order.
     - ``leave_last``: per user, the last ``leave_last_n`` events to test, the ``leave_last_n`` before to val.
     - ``user_holdout``: whole users, ``ratios`` of users to train / val / test (cold-start users).
+    - ``given``: the user's own split, either a column of the interaction table holding
+      ``train`` / ``val`` / ``test`` (``column``; ``dataset.columns.split`` maps it for
+      ``dataset=table``) or one interaction file per split (``files``, val optional).
     """
 
     protocol: str = "random"
@@ -87,3 +91,5 @@ class SplitConfig:
     seed: int = 42
     leave_last_n: int = 1
     cutoffs: Optional[list[int]] = None
+    column: str = "split"               # given: the column of split labels
+    files: dict[str, str] = field(default_factory=dict)  # given: {train: FILE, val: FILE, test: FILE}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import asdict
 from datetime import datetime, timezone
 from functools import reduce
@@ -43,12 +44,17 @@ from recsys.data.validate import (
     check_stats,
     conform_block,
     items_without_metadata,
+    INVALID_ROW_POLICIES,
     merge_stats,
     select_columns,
 )
 from recsys.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+class InvalidRowsWarning(UserWarning):
+    """Invalid interaction rows were dropped (``data.invalid_rows=drop``); the count is in the datasets table."""
 
 ENGINES = ("local", "ray")
 DUPLICATE_POLICIES = ("keep", "first", "last", "error")
@@ -62,6 +68,9 @@ def check_data_config(data: DataConfig) -> None:
     if data.duplicates not in DUPLICATE_POLICIES:
         raise ConfigError(f"unknown duplicate policy '{data.duplicates}'", setting="data.duplicates",
                           hint=f"use one of {', '.join(DUPLICATE_POLICIES)}")
+    if data.invalid_rows not in INVALID_ROW_POLICIES:
+        raise ConfigError(f"unknown policy '{data.invalid_rows}' for invalid rows", setting="data.invalid_rows",
+                          hint="use error (stop at the first bad row, the default) or drop (drop them, counted)")
 
 
 def cache_key(source: Source, dataset: DatasetConfig, data: DataConfig, split: SplitConfig) -> str:
@@ -131,10 +140,12 @@ def prepare_local(source: Source, data: DataConfig, split: SplitConfig, writer: 
     """All steps in this process; returns the manifest body (steps, split, stages)."""
     dataset = source.dataset
     items, users = source.items(), source.users()
-    blocks = [read_checked_part(source, part) for part in source.parts]
+    policy = data.invalid_rows
+    blocks = [read_checked_part(source, part, policy) for part in source.parts]
     stats = reduce(merge_stats, [block_stats(b, rating_scale=dataset.rating_scale) for b in blocks])
-    validation = check_stats(stats, source.label, dataset)
-    frame = pl.concat([conform_block(b, validation["timestamp_unit"]) for b in blocks])
+    validation = check_stats(stats, source.label, dataset, invalid_rows=policy)
+    frame = pl.concat([conform_block(b, validation["timestamp_unit"], drop_invalid=policy == "drop")
+                       for b in blocks])
     del blocks
     n_catalogue = catalogue_size(frame[ITEM_ID], items)
     loaded = stage_counts(frame, "loaded", n_catalogue)
@@ -162,7 +173,7 @@ def prepare_local(source: Source, data: DataConfig, split: SplitConfig, writer: 
     )
 
 
-def read_checked_part(source: Source, part) -> pl.DataFrame:
+def read_checked_part(source: Source, part, invalid_rows: str = "error") -> pl.DataFrame:
     """One part's interactions with their columns selected and every row-level check done.
 
     Checking each part on its own lets an error name the file that holds the bad rows;
@@ -170,7 +181,8 @@ def read_checked_part(source: Source, part) -> pl.DataFrame:
     """
     label = source.part_label(part)
     frame = select_columns(source.read_part(part), source=label, cfg=source.dataset)
-    check_stats(block_stats(frame, rating_scale=source.dataset.rating_scale), label, source.dataset)
+    check_stats(block_stats(frame, rating_scale=source.dataset.rating_scale), label, source.dataset,
+                invalid_rows=invalid_rows)
     return frame
 
 
@@ -190,8 +202,21 @@ def manifest_body(
     kcore_history: list[dict], split: SplitConfig, cutoffs: list[int] | None, stages: list[dict],
     data: DataConfig,
 ) -> dict:
-    """The manifest's record of every step: counts, filters, split and per-stage audit rows."""
+    """The manifest's record of every step: counts, filters, split and per-stage audit rows.
+
+    Rows dropped as invalid (``data.invalid_rows=drop``) are counted in the loaded
+    stage's details and in a warning; the loaded stage counts the rows kept.
+    """
     stages[0]["details"]["n_items_without_metadata"] = n_missing
+    invalid = validation["invalid_rows"]
+    if invalid["policy"] == "drop":
+        stages[0]["details"]["n_invalid_rows_dropped"] = invalid["n_dropped"]
+        stages[0]["details"]["invalid_rows"] = invalid["by_problem"]
+        if invalid["n_dropped"]:
+            reasons = ", ".join(f"{name} {n}" for name, n in invalid["by_problem"].items())
+            warnings.warn(f"dropped {invalid['n_dropped']} invalid interaction rows of {validation['n_rows']} "
+                          f"(data.invalid_rows=drop): {reasons}", InvalidRowsWarning, stacklevel=2)
+            log.warning("dropped %d invalid interaction rows (%s)", invalid["n_dropped"], reasons)
     return {
         "validation": validation,
         "items_without_metadata": {"count": n_missing, "examples": missing_examples},

@@ -15,7 +15,17 @@ dataset are checked by the same code:
 ``dataset.timestamp_unit=auto`` are read as seconds unless the largest value is
 beyond 1e11 (year 5138 in seconds), then as ms, us or ns by magnitude; a column
 whose smallest positive value looks like a coarser unit than its largest is an
-error (mixed units). Negative timestamps and dates after 2100-01-01 are errors.
+error (mixed units).
+
+Invalid rows: a null, NaN or empty ('' or spaces) user or item id; a null, NaN,
+infinite or unparseable timestamp; a negative timestamp (before 1970-01-01) or one
+after 2100-01-01 (both bounds in seconds, after the unit conversion); a NaN or
+infinite rating. With ``data.invalid_rows=error`` (the default) the first kind found
+is a :class:`DataError` naming the file and column with the count and the first bad
+row; with ``drop`` such rows are removed by :func:`conform_block` and counted
+(:func:`invalid_rows_summary`). A null rating is not invalid: ratings are optional.
+Timestamps that were given an explicit finer unit (``ms``, ``us``, ``ns``) but then all
+fall in 1970 while their values look like seconds are always an error (a unit mix-up).
 
 >>> import polars as pl
 >>> from recsys.data.config import DatasetConfig
@@ -34,14 +44,22 @@ import difflib
 import polars as pl
 
 from recsys.data.config import DatasetConfig
-from recsys.data.schema import INTERACTION_SCHEMA, ITEM_ID, RATING, TIMESTAMP, USER_ID, conform_interactions
+from recsys.data.schema import INTERACTION_SCHEMA, ITEM_ID, RATING, SPLITS, TIMESTAMP, USER_ID, conform_interactions
 from recsys.errors import ConfigError, DataError
 
 TIMESTAMP_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 FINER_UNIT_THRESHOLD = 1e11          # a value above this (in seconds: year 5138) is in a finer unit
 LATEST_PLAUSIBLE = 4_102_444_800     # 2100-01-01T00:00:00Z in seconds
+END_OF_1970 = 31_536_000             # 1971-01-01T00:00:00Z in seconds
 REQUIRED = (USER_ID, ITEM_ID, TIMESTAMP)
+SPLIT = "split"                      # the given split's label column (split.protocol=given), when present
+INVALID_ROW_POLICIES = ("error", "drop")
 _MISSING_WORDS = ("", "nan", "null", "none", "na", "n/a")
+_MISSING_RATING_WORDS = ("", "null", "none", "na", "n/a")   # a "nan" rating is invalid, not missing
+_MISSING_LABEL = "<missing>"
+# row problems data.invalid_rows=drop removes (the after-2100 check depends on the unit: see block_stats)
+DROPPABLE = ("user_id_missing", "user_id_empty", "item_id_missing", "item_id_empty", "timestamp_missing",
+             "timestamp_uncastable", "timestamp_negative", "rating_uncastable")
 _DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S%.f",
                      "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d")
 _ALIASES = {
@@ -83,7 +101,7 @@ def select_columns(frame: pl.DataFrame, *, source: str, cfg: DatasetConfig) -> p
     ...
     recsys.errors.DataError: f.csv, column 'user_id': missing column 'user_id' (columns found: uid, item_id, timestamp). What to do: the column 'uid' looks like it: set dataset.columns.user_id=uid
     """
-    unknown = sorted(set(cfg.columns) - set(INTERACTION_SCHEMA))
+    unknown = sorted(set(cfg.columns) - set(INTERACTION_SCHEMA) - {SPLIT})
     if unknown:
         raise ConfigError(f"unknown canonical column(s) {unknown} in the column mapping", setting="dataset.columns",
                           hint="map only " + ", ".join(INTERACTION_SCHEMA) + " (canonical name -> source column)")
@@ -103,8 +121,12 @@ def select_columns(frame: pl.DataFrame, *, source: str, cfg: DatasetConfig) -> p
         else:
             raise DataError(f"missing column '{canon}' (columns found: {found})", file=source, column=canon,
                             hint=_rename_hint(canon, frame.columns))
+    if SPLIT in frame.columns:
+        picked[SPLIT] = pl.col(SPLIT)
     selected = frame.select([expr.alias(name) for name, expr in picked.items()])
     for name, dtype in selected.schema.items():
+        if name == SPLIT:
+            continue
         if not _supported(name, dtype):
             expected = {USER_ID: "text or integer ids", ITEM_ID: "text or integer ids",
                         TIMESTAMP: "integer seconds/milliseconds or a date-time", RATING: "numbers"}[name]
@@ -166,62 +188,101 @@ def _timestamps(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
 
 
 def _ratings(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """(Float64 value or null, missing, uncastable) expressions for the rating column."""
+    """(Float64 value or null, missing, invalid: NaN, infinite or not a number) expressions for the rating column."""
     col = pl.col(RATING)
     if dtype == pl.Null:
         return pl.lit(None, dtype=pl.Float64), pl.lit(True), pl.lit(False)
     if dtype.is_numeric() or dtype == pl.Boolean:
         number = col.cast(pl.Float64)
-        missing = number.is_null() | number.is_nan()
+        missing = number.is_null()
     else:
-        text, missing = _text(col)
+        text = col.cast(pl.Utf8).str.strip_chars()
+        missing = col.is_null() | text.str.to_lowercase().is_in(list(_MISSING_RATING_WORDS))
         number = text.cast(pl.Float64, strict=False)
-    bad = ~missing & (number.is_null() | number.is_infinite())
+    bad = ~missing & (number.is_null() | ~number.is_finite())
     return pl.when(missing | bad).then(None).otherwise(number), missing, bad
 
 
-def block_stats(frame: pl.DataFrame, *, rating_scale: list[float] | None = None) -> dict:
-    """Additive statistics of one block returned by :func:`select_columns`.
-
-    >>> raw = pl.DataFrame({"user_id": ["a", None], "item_id": ["x", "y"],
-    ...                     "timestamp": [5, 7], "rating": [1.0, None]})
-    >>> s = block_stats(raw)
-    >>> s["n_rows"], s["n_user_id_missing"], s["timestamp_max"], s["n_rating_missing"]
-    (2, 1, 7, 1)
-    """
-    schema = frame.schema
-    user, user_missing, user_empty = _ids(USER_ID, schema[USER_ID])
-    item, item_missing, item_empty = _ids(ITEM_ID, schema[ITEM_ID])
-    ts, ts_missing, ts_fraction = _timestamps(schema[TIMESTAMP])
-    rating, rating_missing, rating_bad = _ratings(schema[RATING])
+def _row_checks(schema: dict) -> tuple[dict[str, pl.Expr], pl.Expr]:
+    """({problem: condition} for the droppable row problems, the raw Int64 timestamp expression)."""
+    _, user_missing, user_empty = _ids(USER_ID, schema[USER_ID])
+    _, item_missing, item_empty = _ids(ITEM_ID, schema[ITEM_ID])
+    ts, ts_missing, _ = _timestamps(schema[TIMESTAMP])
+    _, _, rating_bad = _ratings(schema[RATING])
     checks = {
         "user_id_missing": user_missing, "user_id_empty": ~user_missing & user_empty,
         "item_id_missing": item_missing, "item_id_empty": ~item_missing & item_empty,
         "timestamp_missing": ts_missing, "timestamp_uncastable": ~ts_missing & ts.is_null(),
         "timestamp_negative": ts < 0, "rating_uncastable": rating_bad,
     }
+    return {name: cond.fill_null(False) for name, cond in checks.items()}, ts
+
+
+def _after_2100(ts: pl.Expr, unit: str) -> pl.Expr:
+    return (ts > LATEST_PLAUSIBLE * TIMESTAMP_UNITS[unit]).fill_null(False)
+
+
+def _example(frame: pl.DataFrame, cond: pl.Expr) -> dict:
+    return frame.filter(cond).head(1).select(pl.all().cast(pl.Utf8)).row(0, named=True)
+
+
+def block_stats(frame: pl.DataFrame, *, rating_scale: list[float] | None = None) -> dict:
+    """Additive statistics of one block returned by :func:`select_columns`.
+
+    Counts of every row problem with the first example of each; ``n_invalid_rows``
+    counts rows with any droppable problem, per timestamp unit (the after-2100 check
+    depends on the unit, decided later on the merged statistics). A ``split`` column
+    adds label counts (``n_split_labels``) and the unknown labels (``n_split_unknown``).
+
+    >>> raw = pl.DataFrame({"user_id": ["a", None], "item_id": ["x", "y"],
+    ...                     "timestamp": [5, 7], "rating": [1.0, None]})
+    >>> s = block_stats(raw)
+    >>> s["n_rows"], s["n_user_id_missing"], s["timestamp_max"], s["n_rating_missing"], s["n_invalid_rows"]["s"]
+    (2, 1, 7, 1, 1)
+    """
+    schema = frame.schema
+    checks, ts = _row_checks(schema)
+    _, _, ts_fraction = _timestamps(schema[TIMESTAMP])
+    rating, rating_missing, _ = _ratings(schema[RATING])
     if rating_scale is not None:
-        checks["rating_outside_scale"] = (rating < rating_scale[0]) | (rating > rating_scale[1])
+        checks["rating_outside_scale"] = ((rating < rating_scale[0]) | (rating > rating_scale[1])).fill_null(False)
+    any_droppable = pl.any_horizontal(*[checks[name] for name in DROPPABLE])
     exprs = [pl.len().alias("n_rows")]
-    exprs += [cond.fill_null(False).sum().alias(f"n_{name}") for name, cond in checks.items()]
+    exprs += [cond.sum().alias(f"n_{name}") for name, cond in checks.items()]
     exprs += [ts_fraction.fill_null(False).sum().alias("n_timestamp_fractional"),
               rating_missing.sum().alias("n_rating_missing"), rating.is_not_null().sum().alias("n_rating_values"),
               ts.min().alias("timestamp_min"), ts.max().alias("timestamp_max"),
               ts.filter(ts > 0).min().alias("timestamp_min_positive"),
               rating.min().alias("rating_min"), rating.max().alias("rating_max")]
-    exprs += [(ts > LATEST_PLAUSIBLE * f).fill_null(False).sum().alias(f"after_2100_{u}") for u, f in TIMESTAMP_UNITS.items()]
+    exprs += [_after_2100(ts, u).sum().alias(f"after_2100_{u}") for u in TIMESTAMP_UNITS]
+    exprs += [(any_droppable | _after_2100(ts, u)).sum().alias(f"invalid_{u}") for u in TIMESTAMP_UNITS]
     row = frame.select(exprs).row(0, named=True)
-    stats = {k: v for k, v in row.items() if not k.startswith("after_2100_")}
+    stats = {k: v for k, v in row.items() if not k.startswith(("after_2100_", "invalid_"))}
     stats = {k: int(v) if k.startswith("n_") else v for k, v in stats.items()}
     stats["n_timestamp_after_2100"] = {u: int(row[f"after_2100_{u}"]) for u in TIMESTAMP_UNITS}
+    stats["n_invalid_rows"] = {u: int(row[f"invalid_{u}"]) for u in TIMESTAMP_UNITS}
     stats["timestamp_is_datetime"] = isinstance(schema[TIMESTAMP], (pl.Datetime, pl.Date))
     stats["rating_scale"] = list(rating_scale) if rating_scale is not None else None
     stats["examples"] = {}
     for name, cond in checks.items():
         if stats[f"n_{name}"]:
-            example = frame.filter(cond.fill_null(False)).head(1).select(pl.all().cast(pl.Utf8)).row(0, named=True)
-            stats["examples"][name] = example
+            stats["examples"][name] = _example(frame, cond)
+    for unit, count in stats["n_timestamp_after_2100"].items():
+        if count:
+            stats["examples"][f"timestamp_after_2100_{unit}"] = _example(frame, _after_2100(ts, unit))
+    if SPLIT in schema:
+        stats.update(_label_counts(frame[SPLIT]))
     return stats
+
+
+def _label_counts(labels: pl.Series) -> dict:
+    """Rows per known split label, and per unknown label (null as ``<missing>``)."""
+    counts = labels.cast(pl.Utf8).fill_null(_MISSING_LABEL).value_counts(name="n")
+    known = {name: 0 for name in SPLITS}
+    unknown: dict[str, int] = {}
+    for value, n in counts.iter_rows():
+        (known if value in known else unknown)[value] = int(n)
+    return {"n_split_labels": known, "n_split_unknown": unknown}
 
 
 def merge_stats(a: dict, b: dict) -> dict:
@@ -238,8 +299,9 @@ def merge_stats(a: dict, b: dict) -> dict:
         x, y = a.get(key), b.get(key)
         if key == "examples":
             merged[key] = {**(y or {}), **(x or {})}
-        elif key.startswith("n_") and isinstance(x, dict):
-            merged[key] = {u: x.get(u, 0) + (y or {}).get(u, 0) for u in x.keys() | (y or {}).keys()}
+        elif key.startswith("n_") and (isinstance(x, dict) or isinstance(y, dict)):
+            x, y = x or {}, y or {}
+            merged[key] = {u: x.get(u, 0) + y.get(u, 0) for u in x.keys() | y.keys()}
         elif key.startswith("n_"):
             merged[key] = (x or 0) + (y or 0)
         elif key.endswith(("_min", "_min_positive", "_max")):
@@ -278,30 +340,40 @@ def decide_timestamp_unit(stats: dict, cfg: DatasetConfig) -> str:
     return "s" if largest is None else _unit_of(largest)
 
 
-def check_stats(stats: dict, source: str, cfg: DatasetConfig) -> dict:
+def check_stats(stats: dict, source: str, cfg: DatasetConfig, *, invalid_rows: str = "error") -> dict:
     """Raise :class:`DataError` for the first problem the merged statistics show; else return a summary.
 
-    The summary is ``stats`` plus ``timestamp_unit``, ``timestamp_converted`` and
-    ``timestamp_min_s``/``timestamp_max_s`` (seconds). JSON-serialisable.
+    ``invalid_rows="drop"`` lets through the row problems :func:`conform_block` then
+    drops (unless every row has one). The summary is ``stats`` plus ``timestamp_unit``,
+    ``timestamp_converted``, ``timestamp_min_s``/``timestamp_max_s`` (seconds) and
+    ``invalid_rows`` (:func:`invalid_rows_summary`). JSON-serialisable.
 
     >>> stats = block_stats(pl.DataFrame({"user_id": ["u"], "item_id": ["i"], "timestamp": [-5], "rating": [1.0]}))
     >>> check_stats(stats, "f.csv", DatasetConfig())
     Traceback (most recent call last):
     ...
-    recsys.errors.DataError: f.csv, column 'timestamp': 1 timestamps are negative (before 1970-01-01), the smallest is -5. What to do: timestamps must count seconds since 1970-01-01: fix or drop those rows
+    recsys.errors.DataError: f.csv, column 'timestamp': 1 timestamps are negative (before 1970-01-01), the smallest is -5; e.g. the row {'user_id': 'u', 'item_id': 'i', 'timestamp': '-5', 'rating': '1.0'}. What to do: timestamps must count seconds since 1970-01-01: fix those rows, or set data.invalid_rows=drop to drop them (counted)
     """
+    if invalid_rows not in INVALID_ROW_POLICIES:
+        raise ConfigError(f"unknown policy {invalid_rows!r} for invalid rows", setting="data.invalid_rows",
+                          hint="use error (stop at the first bad row) or drop (drop them, counted)")
     unit = decide_timestamp_unit(stats, cfg)
     examples = stats.get("examples", {})
+    dropping = invalid_rows == "drop"
+    drop_hint = ", or set data.invalid_rows=drop to drop them (counted)"
 
     def fail(check: str, column: str, problem: str, hint: str) -> None:
+        if dropping and check in (*DROPPABLE, f"timestamp_after_2100_{unit}"):
+            return
         example = examples.get(check)
         if example is not None:
             problem += f"; e.g. the row {example}"
-        raise DataError(problem, file=source, column=column, hint=hint)
+        raise DataError(problem, file=source, column=column, hint=hint + (drop_hint if check in DROPPABLE else ""))
 
     if stats["n_rows"] == 0:
         raise DataError("the interaction table has no rows", file=source,
                         hint="check that dataset.path / dataset.interactions points at the right, non-empty file")
+    _check_labels(stats, source, cfg)
     for col in (USER_ID, ITEM_ID):
         if stats[f"n_{col}_missing"]:
             fail(f"{col}_missing", col, f"{stats[f'n_{col}_missing']} rows have no {col} (null or NaN)",
@@ -311,15 +383,16 @@ def check_stats(stats: dict, source: str, cfg: DatasetConfig) -> dict:
                  "drop those rows or fill in the ids in the source")
     if stats["n_timestamp_uncastable"]:
         fail("timestamp_uncastable", TIMESTAMP,
-             f"{stats['n_timestamp_uncastable']} timestamps are neither numbers nor dates (YYYY-MM-DD[ HH:MM:SS])",
+             f"{stats['n_timestamp_uncastable']} timestamps are neither numbers nor dates (YYYY-MM-DD[ HH:MM:SS])"
+             " or are infinite",
              "store timestamps as seconds since 1970-01-01 or as date-times, or map another column")
     if stats["n_timestamp_missing"]:
         fail("timestamp_missing", TIMESTAMP, f"{stats['n_timestamp_missing']} rows have no timestamp (null or NaN)",
              "drop those rows or fill in the timestamps (temporal splits and sequences need them)")
     if stats["n_timestamp_negative"]:
-        raise DataError(f"{stats['n_timestamp_negative']} timestamps are negative (before 1970-01-01), "
-                        f"the smallest is {stats['timestamp_min']}", file=source, column=TIMESTAMP,
-                        hint="timestamps must count seconds since 1970-01-01: fix or drop those rows")
+        fail("timestamp_negative", TIMESTAMP, f"{stats['n_timestamp_negative']} timestamps are negative "
+             f"(before 1970-01-01), the smallest is {stats['timestamp_min']}",
+             "timestamps must count seconds since 1970-01-01: fix those rows")
     smallest, largest = stats.get("timestamp_min_positive"), stats.get("timestamp_max")
     if cfg.timestamp_unit == "auto" and smallest is not None and _unit_of(smallest) != _unit_of(largest) \
             and not stats.get("timestamp_is_datetime"):
@@ -327,14 +400,25 @@ def check_stats(stats: dict, source: str, cfg: DatasetConfig) -> dict:
                         f"but the smallest positive ({smallest}) like {_unit_of(smallest)}",
                         file=source, column=TIMESTAMP,
                         hint="set dataset.timestamp_unit (s, ms, us or ns) to say which, and fix the other rows")
-    too_late = stats["n_timestamp_after_2100"][unit] if not stats.get("timestamp_is_datetime") else 0
+    datetime_column = bool(stats.get("timestamp_is_datetime"))
+    too_late = 0 if datetime_column else stats["n_timestamp_after_2100"][unit]
     if too_late:
-        raise DataError(f"{too_late} timestamps are after 2100-01-01 when read in unit '{unit}' (largest {largest})",
-                        file=source, column=TIMESTAMP,
-                        hint="if they are milliseconds set dataset.timestamp_unit=ms (or auto); otherwise fix those rows")
+        fail(f"timestamp_after_2100_{unit}", TIMESTAMP,
+             f"{too_late} timestamps are after 2100-01-01 when read in unit '{unit}' (largest {largest})",
+             (f"if they are {_unit_of(largest)} set dataset.timestamp_unit={_unit_of(largest)} (or auto); "
+              "otherwise " if _unit_of(largest) != unit else "")
+             + "fix those rows, or set data.invalid_rows=drop to drop them (counted)")
+    if not datetime_column and largest is not None and TIMESTAMP_UNITS[unit] > TIMESTAMP_UNITS[_unit_of(largest)] \
+            and largest >= 1e8 and largest // TIMESTAMP_UNITS[unit] < END_OF_1970:
+        raise DataError(f"read in unit '{unit}', every timestamp falls in 1970 (the largest, {largest}, is "
+                        f"{largest // TIMESTAMP_UNITS[unit]} s after 1970-01-01); the values look like "
+                        f"{_unit_of(largest)}", file=source, column=TIMESTAMP,
+                        hint=f"set dataset.timestamp_unit={_unit_of(largest)} (or auto)")
     if stats["n_rating_uncastable"]:
-        fail("rating_uncastable", RATING, f"{stats['n_rating_uncastable']} ratings are not finite numbers",
-             "store ratings as numbers, or map no rating column to treat the data as implicit feedback")
+        fail("rating_uncastable", RATING, f"{stats['n_rating_uncastable']} ratings are not finite numbers "
+             "(NaN, infinite or text)",
+             "store ratings as numbers, leave a missing rating empty, or map no rating column to treat the "
+             "data as implicit feedback")
     scale = cfg.rating_scale
     if scale is not None:
         outside = stats.get("n_rating_outside_scale")
@@ -346,31 +430,80 @@ def check_stats(stats: dict, source: str, cfg: DatasetConfig) -> dict:
                  f"{outside} ratings are outside the declared scale [{scale[0]:g}, {scale[1]:g}] "
                  f"(found min {stats['rating_min']:g}, max {stats['rating_max']:g})",
                  "set dataset.rating_scale to the scale the source uses, or filter those rows first")
-    factor = 1 if stats.get("timestamp_is_datetime") else TIMESTAMP_UNITS[unit]
+    summary = invalid_rows_summary(stats, unit, invalid_rows)
+    if dropping and summary["n_dropped"] == stats["n_rows"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in summary["by_problem"].items())
+        raise DataError(f"every one of the {stats['n_rows']} rows is invalid ({reasons})", file=source,
+                        hint="check the column mapping (dataset.columns) and dataset.timestamp_unit")
+    factor = 1 if datetime_column else TIMESTAMP_UNITS[unit]
     return {**stats, "timestamp_unit": unit, "timestamp_converted": factor != 1,
             "timestamp_min_s": None if stats["timestamp_min"] is None else stats["timestamp_min"] // factor,
-            "timestamp_max_s": None if largest is None else largest // factor}
+            "timestamp_max_s": None if largest is None else largest // factor,
+            "invalid_rows": summary}
 
 
-def conform_block(frame: pl.DataFrame, unit: str) -> pl.DataFrame:
+def invalid_rows_summary(stats: dict, unit: str, policy: str = "error") -> dict:
+    """Rows ``policy`` drops: ``{"policy", "n_dropped", "by_problem"}`` (a row may have several problems).
+
+    >>> stats = block_stats(pl.DataFrame({"user_id": ["u", ""], "item_id": ["i", "j"],
+    ...                                   "timestamp": [1, 2], "rating": [float("nan"), 1.0]}))
+    >>> invalid_rows_summary(stats, "s", "drop")
+    {'policy': 'drop', 'n_dropped': 2, 'by_problem': {'user_id_empty': 1, 'rating_uncastable': 1}}
+    """
+    problems = [*DROPPABLE, "timestamp_after_2100"]
+    counts = {name: stats[f"n_{name}"] for name in DROPPABLE}
+    counts["timestamp_after_2100"] = 0 if stats.get("timestamp_is_datetime") else stats["n_timestamp_after_2100"][unit]
+    if policy != "drop":
+        return {"policy": policy, "n_dropped": 0, "by_problem": {}}
+    return {"policy": policy, "n_dropped": stats["n_invalid_rows"][unit],
+            "by_problem": {name: counts[name] for name in problems if counts[name]}}
+
+
+def _check_labels(stats: dict, source: str, cfg: DatasetConfig) -> None:
+    """Every row of a given split must be labelled train, val or test."""
+    unknown = stats.get("n_split_unknown") or {}
+    if not unknown:
+        return
+    shown = sorted(unknown.items(), key=lambda kv: (-kv[1], kv[0]))
+    listed = ", ".join(f"{value!r} ({n} rows)" for value, n in shown[:5]) + (", ..." if len(shown) > 5 else "")
+    raise DataError(f"{sum(unknown.values())} rows have a split label other than train, val or test: {listed}",
+                    file=source, column=cfg.columns.get(SPLIT, SPLIT),
+                    hint="label every row train, val or test (val may be absent), or name the column that holds "
+                    "the labels with split.column (dataset.columns.split for dataset=table)")
+
+
+def conform_block(frame: pl.DataFrame, unit: str, *, drop_invalid: bool = False) -> pl.DataFrame:
     """Canonical types for a block from :func:`select_columns`, timestamps converted from ``unit`` to seconds.
+
+    ``drop_invalid`` removes the rows :func:`check_stats` lets through under
+    ``data.invalid_rows=drop``. A ``split`` label column is kept (as text).
 
     >>> raw = pl.DataFrame({"user_id": [7], "item_id": [1.0], "timestamp": ["1500"], "rating": ["4"]})
     >>> conform_block(raw, "ms").row(0)
     ('7', '1', 1, 4.0)
+    >>> conform_block(raw.with_columns(rating=pl.lit("nan")), "ms", drop_invalid=True).height
+    0
     """
     schema = frame.schema
+    if drop_invalid:
+        checks, ts_raw = _row_checks(schema)
+        after = pl.lit(False) if isinstance(schema[TIMESTAMP], (pl.Datetime, pl.Date)) else _after_2100(ts_raw, unit)
+        frame = frame.filter(~pl.any_horizontal(*[checks[name] for name in DROPPABLE], after))
     factor = 1 if isinstance(schema[TIMESTAMP], (pl.Datetime, pl.Date)) else TIMESTAMP_UNITS[unit]
     ts = _timestamps(schema[TIMESTAMP])[0]
-    return conform_interactions(frame.select(
+    out = conform_interactions(frame.select(
         _ids(USER_ID, schema[USER_ID])[0].alias(USER_ID),
         _ids(ITEM_ID, schema[ITEM_ID])[0].alias(ITEM_ID),
         (ts // factor if factor != 1 else ts).alias(TIMESTAMP),
         _ratings(schema[RATING])[0].alias(RATING),
     ))
+    if SPLIT in schema:
+        out = out.with_columns(frame[SPLIT].cast(pl.Utf8).alias(SPLIT))
+    return out
 
 
-def validate_interactions(frame: pl.DataFrame, *, source: str, cfg: DatasetConfig) -> tuple[pl.DataFrame, dict]:
+def validate_interactions(frame: pl.DataFrame, *, source: str, cfg: DatasetConfig,
+                          invalid_rows: str = "error") -> tuple[pl.DataFrame, dict]:
     """Check ``frame`` and return it in the canonical schema with a JSON-serialisable summary.
 
     >>> validate_interactions(pl.DataFrame({"user_id": []}), source="x.parquet", cfg=DatasetConfig())
@@ -381,8 +514,8 @@ def validate_interactions(frame: pl.DataFrame, *, source: str, cfg: DatasetConfi
     _check_settings(cfg)
     selected = select_columns(frame, source=source, cfg=cfg)
     stats = block_stats(selected, rating_scale=cfg.rating_scale)
-    summary = check_stats(stats, source, cfg)
-    return conform_block(selected, summary["timestamp_unit"]), summary
+    summary = check_stats(stats, source, cfg, invalid_rows=invalid_rows)
+    return conform_block(selected, summary["timestamp_unit"], drop_invalid=invalid_rows == "drop"), summary
 
 
 def items_without_metadata(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 
 import polars as pl
@@ -123,7 +124,8 @@ def test_mixed_seconds_and_milliseconds():
 
 def test_uncastable_ratings():
     message = error_of(good(rating=["4", "five", "3.5"]))
-    assert "column 'rating': 1 ratings are not finite numbers; e.g. the row" in message and "'five'" in message
+    assert "column 'rating': 1 ratings are not finite numbers (NaN, infinite or text); e.g. the row" in message
+    assert "'five'" in message
 
 
 def test_ratings_outside_the_scale():
@@ -153,11 +155,11 @@ def test_conforms_types_and_keeps_only_canonical_columns():
     json.dumps(stats)
 
 
-def test_missing_rating_column_becomes_null_and_nan_ratings_become_null():
+def test_missing_rating_column_and_empty_ratings_become_null():
     out, stats = validate_interactions(good(rating=None), source="f", cfg=DatasetConfig())
     assert out["rating"].null_count() == 3 and stats["n_rating_values"] == 0
-    out, _ = validate_interactions(good(rating=[1.0, float("nan"), 2.0]), source="f", cfg=DatasetConfig())
-    assert out["rating"].to_list() == [1.0, None, 2.0]
+    out, _ = validate_interactions(good(rating=["1", "", "NA"]), source="f", cfg=DatasetConfig())
+    assert out["rating"].to_list() == [1.0, None, None]
 
 
 def test_milliseconds_are_detected_and_converted():
@@ -232,3 +234,100 @@ def test_items_without_metadata_are_counted_not_dropped():
     assert items_without_metadata(inter, None) == (4, ["a", "b", "c", "d"])
     with pytest.raises(DataError, match="the item table has no 'item_id' column"):
         items_without_metadata(inter, pl.DataFrame({"movieId": ["a"]}))
+
+
+# ---------------------------------------------------------------- silent bad data: NaN, inf, absurd timestamps
+
+
+def test_nan_ratings_are_an_error_naming_the_column_count_and_first_row():
+    message = error_of(good(rating=[4.0, float("nan"), float("nan")]))
+    assert message.startswith("ratings.csv, column 'rating': 2 ratings are not finite numbers (NaN, infinite or text)")
+    assert "'user_id': 'u2', 'item_id': 'b'" in message and "set data.invalid_rows=drop" in message
+
+
+@pytest.mark.parametrize("values", [["4", "NaN", "3"], ["4", "inf", "3"], [4.0, float("inf"), 3.0]])
+def test_nan_and_infinite_ratings_as_text_or_numbers(values):
+    assert "column 'rating': 1 ratings are not finite numbers" in error_of(good(rating=values))
+
+
+def test_infinite_timestamps():
+    message = error_of(good(timestamp=[1.6e9, float("inf"), 1.6e9]))
+    assert "column 'timestamp': 1 timestamps are neither numbers nor dates" in message and "infinite" in message
+
+
+def test_negative_timestamps_show_the_first_bad_row():
+    message = error_of(good(timestamp=[1_600_000_000, -5, -86_400]))
+    assert "2 timestamps are negative (before 1970-01-01), the smallest is -86400; e.g. the row " \
+           "{'user_id': 'u2', 'item_id': 'b', 'timestamp': '-5'" in message
+
+
+def test_far_future_seconds_are_not_blamed_on_the_unit():
+    message = error_of(good(timestamp=[1_600_000_000, 5_000_000_000, 1_600_000_100]))
+    assert "1 timestamps are after 2100-01-01 when read in unit 's' (largest 5000000000)" in message
+    assert "'timestamp': '5000000000'" in message and "timestamp_unit" not in message
+
+
+def test_seconds_declared_as_milliseconds_say_so():
+    message = error_of(good(), DatasetConfig(timestamp_unit="ms"))
+    assert "read in unit 'ms', every timestamp falls in 1970 (the largest, 1600000200, is 1600000 s after " \
+           "1970-01-01); the values look like s" in message
+    assert message.endswith("What to do: set dataset.timestamp_unit=s (or auto)")
+
+
+def test_drop_removes_invalid_rows_and_counts_them_by_problem():
+    frame = pl.DataFrame({
+        "user_id": ["u1", "", "u3", "u4", "u5", "u6", None],
+        "item_id": ["a", "b", "c", "d", "e", "f", "g"],
+        "timestamp": [1_600_000_000, 1_600_000_001, -1, 9_000_000_000, None, 1_600_000_005, 1_600_000_006],
+        "rating": [4.0, 5.0, 1.0, 2.0, 3.0, float("nan"), float("inf")],
+    })
+    out, summary = validate_interactions(frame, source="f", cfg=DatasetConfig(), invalid_rows="drop")
+    assert out["user_id"].to_list() == ["u1"]
+    assert summary["invalid_rows"] == {"policy": "drop", "n_dropped": 6, "by_problem": {
+        "user_id_missing": 1, "user_id_empty": 1, "timestamp_missing": 1, "timestamp_negative": 1,
+        "rating_uncastable": 2, "timestamp_after_2100": 1}}
+
+
+def test_drop_of_every_row_is_an_error():
+    frame = good(rating=[float("nan")] * 3)
+    with pytest.raises(DataError, match="every one of the 3 rows is invalid \\(rating_uncastable 3\\)"):
+        validate_interactions(frame, source="f", cfg=DatasetConfig(), invalid_rows="drop")
+
+
+def test_unknown_invalid_row_policy():
+    with pytest.raises(ConfigError, match="setting 'data.invalid_rows'"):
+        validate_interactions(good(), source="f", cfg=DatasetConfig(), invalid_rows="skip")
+
+
+def _reference_valid(row) -> bool:
+    """An independent, row-by-row statement of which rows are valid (timestamps in seconds)."""
+    user, item, ts, rating = row
+    if user is None or not user.strip() or item is None or not item.strip():
+        return False
+    if ts is None or ts < 0 or ts > 4_102_444_800:
+        return False
+    return rating is None or math.isfinite(rating)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.tuples(
+    st.one_of(st.none(), st.sampled_from(["u1", "u2", "", " "])),
+    st.one_of(st.none(), st.sampled_from(["a", "b", ""])),
+    st.one_of(st.none(), st.integers(-10, 5_000_000_000)),
+    st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, width=32)),
+), min_size=1, max_size=25))
+def test_drop_keeps_exactly_the_rows_a_row_by_row_reference_keeps(rows):
+    frame = pl.DataFrame(rows, schema={"user_id": pl.Utf8, "item_id": pl.Utf8, "timestamp": pl.Int64,
+                                       "rating": pl.Float64}, orient="row")
+    cfg = DatasetConfig(timestamp_unit="s")
+    expected = [r for r in rows if _reference_valid(r)]
+    if not expected:
+        with pytest.raises(DataError, match="every one of the"):
+            validate_interactions(frame, source="f", cfg=cfg, invalid_rows="drop")
+        return
+    out, summary = validate_interactions(frame, source="f", cfg=cfg, invalid_rows="drop")
+    assert out.select("user_id", "item_id", "timestamp").rows() == [r[:3] for r in expected]
+    assert summary["invalid_rows"]["n_dropped"] == len(rows) - len(expected)
+    if len(expected) < len(rows):
+        with pytest.raises(DataError):
+            validate_interactions(frame, source="f", cfg=cfg)
