@@ -25,6 +25,7 @@ checkpoint is self-contained.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -89,21 +90,31 @@ def propagate(adjacency: torch.Tensor, layer0: torch.Tensor, layers: int) -> tor
     return total / (layers + 1)
 
 
+def graph_of(indptr: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
+    """The normalised adjacency of CSR training histories (see :func:`normalized_adjacency`)."""
+    users, item_ids = interaction_pairs(indptr, items)
+    return normalized_adjacency(users, item_ids, n_users, n_items)
+
+
 class GraphCache:
-    """The normalised graph of a model's history buffers, rebuilt when the buffers change."""
+    """What ``build(indptr, items, n_users, n_items)`` makes of a model's history buffers, rebuilt when they change.
 
-    def __init__(self) -> None:
+    The key is the buffers' storage and version counters, so ``load_state_dict`` (an in-place
+    copy) or a swapped-in buffer (diagnosis) rebuilds it.
+    """
+
+    def __init__(self, build: Callable = graph_of) -> None:
+        self.build = build
         self.key: tuple | None = None
-        self.adjacency: torch.Tensor | None = None
+        self.value = None
 
-    def get(self, indptr: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
+    def get(self, indptr: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int):
         key = (indptr.data_ptr(), indptr._version, items.data_ptr(), items._version, items.numel(),
                str(items.device))
         if key != self.key:
-            users, item_ids = interaction_pairs(indptr, items)
-            self.adjacency = normalized_adjacency(users, item_ids, n_users, n_items)
+            self.value = self.build(indptr, items, n_users, n_items)
             self.key = key
-        return self.adjacency
+        return self.value
 
 
 class LightGCN(Recommender):

@@ -44,6 +44,7 @@ from recsys.models.lightgcn import LightGCN, LightGCNConfig
 from recsys.models.mf import MatrixFactorization, MFConfig
 from recsys.models.pop import PopConfig, Popularity
 from recsys.models.sasrec import SASRec, SASRecConfig
+from recsys.models.textgraph import TextGraph, TextGraphConfig
 from recsys.models.two_tower import TwoTower, TwoTowerConfig
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ BUILTINS = [
     ModelSpec("two_tower", TwoTowerConfig, TwoTower),
     ModelSpec("sasrec", SASRecConfig, SASRec),
     ModelSpec("lightgcn", LightGCNConfig, LightGCN),
+    ModelSpec("textgraph", TextGraphConfig, TextGraph),
 ]
 
 SPECS: dict[str, ModelSpec] = {}

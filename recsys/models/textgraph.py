@@ -1,0 +1,111 @@
+"""Text-graph hybrid in the spirit of AlphaRec (Sheng et al., ICLR 2025): language-model vectors, propagated.
+
+No ID table. Layer 0 of an item is ``MLP(text_i)``, its frozen language-model vector
+mapped by a trained MLP; layer 0 of a user is the mean of the mapped vectors of the
+distinct items in their training history. Both are propagated over the symmetrically
+normalised user–item graph of the training split (as in :mod:`recsys.models.lightgcn`)
+and averaged over layers; scores are cosines divided by ``tau``, so the shared
+``softmax`` loss is InfoNCE with temperature ``tau``.
+
+Everything an item needs is its text: an item that was never trained on (a cold item,
+or a catalogue from a new dataset) has no edge, so its final vector is its mapped
+text vector (scaled, which a cosine ignores) and it is ranked by text alone.
+
+>>> from recsys.models.base import Batch, tiny_inputs
+>>> model = TextGraph(TextGraphConfig(dim=8, width=16), tiny_inputs(text_dim=5))
+>>> out = model(Batch(torch.tensor([0, 1]), torch.tensor([2, 4])))
+>>> out.queries.shape, out.targets.tolist(), out.items.shape
+(torch.Size([2, 8]), [2, 3], torch.Size([4, 8]))
+>>> model.feature_tensors()
+{'text': ['item_text']}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from recsys.errors import ConfigError
+from recsys.models.base import Batch, ModelInputs, Output, Recommender, mlp, require_text
+from recsys.models.lightgcn import GraphCache, interaction_pairs, normalized_adjacency, propagate
+
+
+@dataclass
+class TextGraphConfig:
+    dim: int = 64                   # size of the mapped vectors
+    width: int = 256                # hidden width of the text MLP
+    depth: int = 1                  # hidden layers of the text MLP (0: one linear map)
+    norm: str = "none"              # layer | none, inside the MLP
+    dropout: float = 0.0            # inside the MLP
+    layers: int = 2                 # propagation steps
+    tau: float = 0.15               # softmax temperature over cosines (InfoNCE)
+
+
+def check_textgraph(config: TextGraphConfig) -> None:
+    if config.norm not in ("layer", "none"):
+        raise ConfigError(f"unknown norm {config.norm!r}", setting="model.textgraph.norm", hint="use layer or none")
+    if config.dim < 1 or config.width < 1 or config.depth < 0 or config.layers < 0 or config.tau <= 0 \
+            or not 0 <= config.dropout < 1:
+        raise ConfigError("dim and width must be >= 1, depth and layers >= 0, tau > 0, dropout in [0, 1)",
+                          setting="model.textgraph", hint="e.g. dim=64 width=256 depth=1 layers=2 tau=0.15")
+
+
+def history_graph(indptr: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> tuple:
+    """(normalised adjacency (U+N, U+N), user-mean matrix (U, N): row u averages u's distinct items)."""
+    users, item_ids = interaction_pairs(indptr, items)
+    degree = torch.zeros(n_users, device=users.device).index_add_(0, users, torch.ones_like(users, dtype=torch.float32))
+    values = 1.0 / degree[users]                                          # (E,)
+    mean = torch.sparse_coo_tensor(torch.stack([users, item_ids]), values, (n_users, n_items),
+                                   check_invariants=False).coalesce()
+    return normalized_adjacency(users, item_ids, n_users, n_items), mean
+
+
+class TextGraph(Recommender):
+    def __init__(self, config: TextGraphConfig, inputs: ModelInputs) -> None:
+        super().__init__(inputs)
+        check_textgraph(config)
+        require_text(inputs, "textgraph")
+        self.config = config
+        self.register_buffer("item_text", inputs.item_text.float().clone())
+        self.text_mlp = mlp(inputs.text_dim, config.width, config.dim, config.depth, config.dropout, config.norm)
+        self._graph = GraphCache(history_graph)
+
+    def feature_tensors(self) -> dict[str, list[str]]:
+        """Feature group -> this model's tensors (see the model contract): text only, no ID table."""
+        return {"text": ["item_text"]}
+
+    def _propagated(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final unit user (U, D) and item (N, D) vectors."""
+        adjacency, user_mean = self._graph.get(self.history_indptr, self.history_items, self.n_users, self.n_items)
+        items0 = self.text_mlp(self.item_text)                            # (N, T) -> (N, D)
+        users0 = torch.sparse.mm(user_mean, items0)                       # (U, N) @ (N, D) -> (U, D)
+        final = propagate(adjacency, torch.cat([users0, items0]), self.config.layers)   # (U + N, D)
+        final = F.normalize(final, dim=1)
+        return final[:self.n_users], final[self.n_users:]
+
+    def item_vectors(self) -> torch.Tensor:
+        return self._propagated()[1]
+
+    def user_vectors(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self._propagated()[0][users] / self.config.tau
+
+    @torch.no_grad()
+    def scorer(self):
+        self.eval()
+        users_final, items = self._propagated()
+        items_t = items.T.contiguous()                                    # (D, N)
+
+        def score(users: torch.Tensor) -> torch.Tensor:
+            # (B, D) @ (D, N) -> (B, N): cosines / tau
+            return users_final[users.to(items.device).long()] @ items_t / self.config.tau
+
+        return score
+
+    def forward(self, batch: Batch) -> Output:
+        users_final, items = self._propagated()
+        targets = self.history_items[batch.positions]                     # (B,)
+        queries = F.embedding(batch.users, users_final) / self.config.tau  # (B, D), deterministic backward
+        return Output(queries, targets, items)
