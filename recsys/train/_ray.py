@@ -33,7 +33,8 @@ from recsys.storage import is_uri, join, resolve
 from recsys.train.checkpoint import BEST_FILE, load_checkpoint, local_model_dir, publish_model, save_checkpoint
 from recsys.train.config import TrainConfig
 from recsys.train.data import TrainingData
-from recsys.train.loop import Distributed, fit
+from recsys.models.registry import ensure_registered, get_spec
+from recsys.train.loop import Distributed, fit, step_module
 from recsys.train.probes import Telemetry
 from recsys.train.stage import TrainedModel, new_model
 
@@ -53,8 +54,10 @@ def worker_loop(config: dict) -> None:
     cfg: TrainConfig = config["train"]
     data, item_text = ray.get(config["data"]), ray.get(config["item_text"])
     device = ray.train.torch.get_device()
+    ensure_registered(config["name"], config.get("plugin"))      # a plugin model: import it on this worker
     model = new_model(config["name"], config["model_config"], data, item_text, cfg.seed)
-    forward = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"forward_sync_buffers": False})
+    forward = ray.train.torch.prepare_model(step_module(model),
+                                            parallel_strategy_kwargs={"forward_sync_buffers": False})
     resume = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -122,7 +125,8 @@ def train_with_ray(name: str, model_config, data: TrainingData, item_text: np.nd
     use_gpu, cpus = worker_resources(cfg)
     trainer = TorchTrainer(
         worker_loop,
-        train_loop_config={"name": name, "model_config": model_config, "train": cfg, "data": ray.put(data),
+        train_loop_config={"name": name, "plugin": get_spec(name).target, "model_config": model_config, "train": cfg,
+                           "data": ray.put(data),
                            "item_text": ray.put(item_text), "threads": max(1, int(cpus))},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus}),

@@ -7,7 +7,9 @@ A checkpoint is a directory::
     trainer.pt      optimizer state, progress (:class:`FitState`) and the telemetry rows so far
 
 Model files are self-contained: the training history and text vectors are model
-buffers, so :func:`load_model` needs nothing but the file. Every file is read with
+buffers, so :func:`load_model` needs nothing but the file. A plugin model's file also
+records where the plugin lives (``pkg.module:Class``), so a later stage or another Ray
+node imports it again (the package must be importable there). Every file is read with
 ``torch.load(weights_only=True)``: tensors and plain containers only, no pickled
 code runs when a checkpoint is opened. Ray Train stores one such
 directory per epoch; the local path keeps them under ``<dir>/epoch-NNNN`` with a
@@ -36,7 +38,7 @@ import torch
 from recsys import storage
 from recsys.errors import DataError
 from recsys.models.base import ModelInputs, Recommender
-from recsys.models.registry import MODELS, build_model
+from recsys.models.registry import MODELS, build_model, ensure_registered, get_spec
 
 MODEL_FILE = "model.pt"
 BEST_FILE = "best_model.pt"
@@ -60,8 +62,9 @@ class FitState:
 
 
 def model_payload(model: Recommender, state_dict: dict | None = None) -> dict:
-    return {"name": model.name, "config": asdict(model.config), "spec": dict(model.spec),
-            "state_dict": state_dict if state_dict is not None else model.state_dict()}
+    """What rebuilds ``model``: its registered name, the plugin it came from (None: built-in), settings, sizes."""
+    return {"name": model.name, "plugin": get_spec(model.name).target, "config": asdict(model.config),
+            "spec": dict(model.spec), "state_dict": state_dict if state_dict is not None else model.state_dict()}
 
 
 def _save_atomic(payload, path: Path) -> Path:
@@ -86,10 +89,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Recommen
     if not file.exists():
         raise DataError("no trained model here", file=str(file), hint="run the train stage first")
     payload = torch.load(file, map_location=device, weights_only=True)
-    name = payload["name"]
+    name, plugin = payload["name"], payload.get("plugin")
+    if name not in MODELS and plugin:
+        ensure_registered(name, plugin)          # a plugin model: import it here too (another stage, node)
     if name not in MODELS:
         raise DataError(f"the checkpoint holds unknown model {name!r}", file=str(file),
-                        hint=f"known models: {', '.join(MODELS)}")
+                        hint=f"known models: {', '.join(MODELS)}; install the package that registers it")
     config = MODELS[name][0](**payload["config"])
     with torch.random.fork_rng(devices=[]):      # building initialises weights: leave the caller's RNG alone
         model = build_model(name, config, ModelInputs.placeholder(payload["spec"]))

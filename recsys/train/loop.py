@@ -34,6 +34,7 @@ import torch
 import torch.distributed
 
 from recsys.models.base import Recommender
+from recsys.models.contract import training_kind
 from recsys.train.batching import (Examples, epoch_examples, epoch_order, examples_per_batch, steps_per_epoch,
                                    worker_batches)
 from recsys.train.checkpoint import FitState, Snapshot
@@ -130,11 +131,51 @@ def _copy_state(model: torch.nn.Module) -> dict:
     return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
 
 
+class OwnLossStep(torch.nn.Module):
+    """A model with its own ``loss(batch, generator)`` seen as a module whose ``forward`` is that loss.
+
+    DDP synchronises gradients of what runs inside ``forward``; wrapping the model's loss this
+    way lets Ray Train's ``prepare_model`` wrap models that are not dot products.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch, generator: torch.Generator) -> torch.Tensor:
+        return self.model.loss(batch, generator)                         # (M,)
+
+
+def step_module(model: torch.nn.Module) -> torch.nn.Module:
+    """What a training step calls (and DDP wraps): the model, or its :class:`OwnLossStep`."""
+    return OwnLossStep(model) if training_kind(model) == "loss" else model
+
+
+def training_step(model: torch.nn.Module, loss_fn: Loss | None, forward: Callable | None = None) -> Callable:
+    """``step(batch, generator) -> (M,)`` per-target losses: the model's own loss, or a shared loss of its Output.
+
+    >>> from recsys.models.base import tiny_inputs, Batch
+    >>> from recsys.models.registry import ModelSettings, build_model
+    >>> model = build_model("mf", ModelSettings().mf, tiny_inputs())
+    >>> step = training_step(model, Loss("softmax", model.item_counts))
+    >>> step(Batch(torch.tensor([0, 1]), torch.tensor([1, 4])), torch.Generator()).shape
+    torch.Size([2])
+    """
+    if training_kind(model) == "loss":
+        module = forward if forward is not None else OwnLossStep(model)
+        return lambda batch, generator: module(batch, generator)
+    module = forward if forward is not None else model
+    return lambda batch, generator: loss_fn(module(batch), generator)
+
+
 def train_epoch(model: Recommender, loss_fn: Loss, optimizer: torch.optim.Optimizer, examples: Examples,
                 cfg: TrainConfig, state: FitState, probes: Probes, generator: torch.Generator, *,
                 forward: Callable | None = None, dist: Distributed = Distributed()) -> EpochStats:
-    """One pass over ``examples``; advances ``state.step`` and stops early at a non-finite step."""
-    forward = forward or model
+    """One pass over ``examples``; advances ``state.step`` and stops early at a non-finite step.
+
+    ``forward``: the (DDP-wrapped) module a step calls: the model, or its :class:`OwnLossStep`.
+    """
+    step = training_step(model, loss_fn, forward)
     model.train()
     stats = EpochStats()
     started = time.perf_counter()
@@ -147,7 +188,7 @@ def train_epoch(model: Recommender, loss_fn: Loss, optimizer: torch.optim.Optimi
         for group in optimizer.param_groups:
             group["lr"] = group_lr(group, learning_rate(cfg, state.step, total_steps), state.step)
         optimizer.zero_grad(set_to_none=True)
-        losses = loss_fn(forward(batch), generator)                       # (M,)
+        losses = step(batch, generator)                                   # (M,)
         loss = losses.sum() * (dist.world_size / max(total, 1))           # DDP averages: global mean gradient
         loss.backward()
         probes.after_backward(state.step, state.epoch)
@@ -221,7 +262,8 @@ def fit(model: Recommender, data: TrainingData, cfg: TrainConfig, *, forward: Ca
         state.resumed_at.append(state.epoch)
         if state.status == "completed" and state.epoch < cfg.epochs:
             state.status = "running"                                      # asked for more epochs than before
-    loss_fn = Loss(cfg.loss, model.item_counts, cfg.negatives, cfg.negative_sampling)
+    loss_fn = (Loss(cfg.loss, model.item_counts, cfg.negatives, cfg.negative_sampling)
+               if training_kind(model) == "forward" else None)             # a model with its own loss needs none
     examples = epoch_examples(data.indptr, model.example_kind, model.window_length)
     probes = Probes(model, telemetry, log_every=cfg.log_every, probe_every=cfg.probe_every, enabled=cfg.instrument)
 
