@@ -15,7 +15,7 @@ settings are checked like a built-in's. A plugin that cannot be imported or brea
 contract gives a :class:`~recsys.errors.ConfigError` naming the plugin.
 
 >>> sorted(MODELS)[:5]
-['content', 'lightgcn', 'mf', 'pop', 'sasrec']
+['content', 'finetune', 'lightgcn', 'mf', 'pop']
 >>> from recsys.models.base import tiny_inputs
 >>> build_model("mf", ModelSettings().mf, tiny_inputs()).n_items
 4
@@ -40,6 +40,7 @@ import torch.nn as nn
 from recsys.errors import ConfigError
 from recsys.models.base import ModelInputs
 from recsys.models.content import ContentConfig, ContentModel
+from recsys.models.finetune import FineTune, FineTuneConfig
 from recsys.models.lightgcn import LightGCN, LightGCNConfig
 from recsys.models.mf import MatrixFactorization, MFConfig
 from recsys.models.pop import PopConfig, Popularity
@@ -87,6 +88,7 @@ BUILTINS = [
     ModelSpec("sasrec", SASRecConfig, SASRec),
     ModelSpec("lightgcn", LightGCNConfig, LightGCN),
     ModelSpec("textgraph", TextGraphConfig, TextGraph),
+    ModelSpec("finetune", FineTuneConfig, FineTune),
 ]
 
 SPECS: dict[str, ModelSpec] = {}
