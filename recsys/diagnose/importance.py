@@ -56,7 +56,7 @@ from recsys.evaluate.rows import evaluable_users, evaluate_users
 from recsys.evaluate.significance import paired_test
 from recsys.evaluate.useritems import UserItems
 from recsys.models.base import Recommender
-from recsys.models.contract import check_feature_tensors
+from recsys.models.contract import checked_scorer, check_feature_tensors
 
 PERMUTABLE = ("text", "item_id", "user_id")
 TEXT_FIELD_GROUP = "text_field"
@@ -105,7 +105,7 @@ class EvalData:
         """
         training = model.training
         try:
-            rows = evaluate_users(model.scorer(), self.users, self.relevant, [self.k], seen=self.seen, auc=False,
+            rows = evaluate_users(checked_scorer(model), self.users, self.relevant, [self.k], seen=self.seen, auc=False,
                                   memory_budget_bytes=self.memory_budget_bytes)
         finally:
             model.train(training)

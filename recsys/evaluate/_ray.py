@@ -29,6 +29,7 @@ from recsys.evaluate.config import EvalConfig, check_eval_config
 from recsys.evaluate.context import EvalContext, evaluate_split, split_users
 from recsys.evaluate.rows import MetricRows, combine, evaluable_users, shard_users
 from recsys.evaluate.topk import batch_size_for
+from recsys.models.contract import checked_scorer
 
 MIN_ACTOR_CPUS = 0.01
 
@@ -69,7 +70,7 @@ class ShardEvaluator:
             import ray
 
             model = self.models[name]
-            self.scorers[name] = (ray.get(model) if isinstance(model, ray.ObjectRef) else model).scorer()
+            self.scorers[name] = checked_scorer(ray.get(model) if isinstance(model, ray.ObjectRef) else model)
         return self.scorers[name]
 
     def __call__(self, batch: dict) -> dict:

@@ -32,6 +32,7 @@ from recsys.evaluate.rows import MetricRows, split_column_name
 from recsys.evaluate.segments import ALL, item_group_rows, item_groups, user_segments
 from recsys.evaluate.significance import adjust_p_values, compare_models
 from recsys.run_state import Evaluation, RunState
+from recsys.models.contract import checked_scorer
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def evaluate_models(models: Mapping, ctx: EvalContext, cfg: EvalConfig) -> dict[
         from recsys.evaluate._ray import evaluate_many_ray
 
         return evaluate_many_ray(models, ctx, list(cfg.splits), cfg)
-    return {name: {split: evaluate_split(model.scorer(), ctx, split, cfg) for split in cfg.splits}
+    return {name: {split: evaluate_split(checked_scorer(model), ctx, split, cfg) for split in cfg.splits}
             for name, model in models.items()}
 
 

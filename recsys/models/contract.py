@@ -134,3 +134,41 @@ def check_feature_tensors(model: nn.Module) -> dict[str, list[str]]:
         if names or group == "history_length":
             out[group] = list(names) if names or group != "history_length" else list(HISTORY_BUFFERS)
     return out
+
+
+def checked_scorer(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model.scorer()`` whose every answer is checked: a ``(B, n_items)`` float tensor without NaN or +inf.
+
+    ``-inf`` is allowed (a model may rule items out). A wrong answer is a :class:`ConfigError`
+    naming the model, so a plugin's mistake reads as one line, not as an error deep in top-k.
+
+    >>> class Short(nn.Module):
+    ...     n_items = 3
+    ...     def scorer(self):
+    ...         return lambda users: torch.zeros(len(users), 2)
+    >>> checked_scorer(Short())(torch.tensor([0]))
+    Traceback (most recent call last):
+    ...
+    recsys.errors.ConfigError: setting 'models': model 'Short': scorer returned shape (1, 2) for 1 users, expected (1, 3) (one column per item). What to do: check the model's scorer() with recsys.testing's ScorerContract
+    """
+    name = getattr(model, "name", None) or type(model).__name__
+    n_items = int(model.n_items)
+    hint = "check the model's scorer() with recsys.testing's ScorerContract"
+    score = model.scorer()
+
+    def checked(users: torch.Tensor) -> torch.Tensor:
+        scores = score(users)
+        if not isinstance(scores, torch.Tensor) or not scores.is_floating_point():
+            raise ConfigError(f"model '{name}': scorer returned {type(scores).__name__}"
+                              f"{'' if not isinstance(scores, torch.Tensor) else f' of {scores.dtype}'}, "
+                              "expected a float tensor", setting="models", hint=hint)
+        if tuple(scores.shape) != (len(users), n_items):
+            raise ConfigError(f"model '{name}': scorer returned shape {tuple(scores.shape)} for {len(users)} users, "
+                              f"expected {(len(users), n_items)} (one column per item)", setting="models", hint=hint)
+        bad = torch.isnan(scores) | (scores == float("inf"))
+        if bool(bad.any()):
+            raise ConfigError(f"model '{name}': scorer returned {int(bad.sum())} NaN or +inf scores for "
+                              f"{len(users)} users", setting="models", hint=hint)
+        return scores
+
+    return checked

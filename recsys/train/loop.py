@@ -34,7 +34,7 @@ import torch
 import torch.distributed
 
 from recsys.models.base import Recommender
-from recsys.models.contract import training_kind
+from recsys.models.contract import checked_scorer, training_kind
 from recsys.train.batching import (Examples, epoch_examples, epoch_order, examples_per_batch, steps_per_epoch,
                                    worker_batches)
 from recsys.train.checkpoint import FitState, Snapshot
@@ -223,7 +223,7 @@ def validate(model: Recommender, data: TrainingData, cfg: TrainConfig, dist: Dis
     if data.val.indices.size == 0:
         return None
     seen = seen if seen is not None else data.seen()
-    total, count = ndcg_sum(model.scorer(), seen, data.val, cfg.val_k, dist.rank, dist.world_size,
+    total, count = ndcg_sum(checked_scorer(model), seen, data.val, cfg.val_k, dist.rank, dist.world_size,
                             cfg.val_memory_budget_mb * 2**20)
     total, count = dist.all_sum([total, count])
     return total / count if count else None
