@@ -45,7 +45,9 @@ def run_entry(main, cfg: DictConfig) -> None:
     # run is recorded as failed instead of being left 'running'.
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        main(to_config(cfg))
+        config = to_config(cfg)
+        _check(config)
+        main(config)
     except RecsysError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -53,3 +55,42 @@ def run_entry(main, cfg: DictConfig) -> None:
 
 def _terminate(signum, frame) -> None:
     raise SystemExit(128 + signum)
+
+
+def entry_point(task):
+    """``@hydra.main`` of the project's config, with the command line checked before Hydra sees it.
+
+    A misspelt or unknown setting (``+`` or not, at any depth), a value of the wrong type
+    or a setting out of range ends the process with one ``error:`` line naming the setting
+    and exit code 2, before anything runs (:mod:`rayjobs._overrides`, :func:`recsys.checks.check_config`).
+    Called with a DictConfig (tests), it runs ``task`` directly.
+    """
+    import functools
+
+    import hydra
+
+    hydra_main = hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)(task)
+
+    @functools.wraps(task)
+    def main(cfg: DictConfig | None = None) -> None:
+        if cfg is not None:
+            return task(cfg)
+        from rayjobs._overrides import check_command_line
+        from recsys.errors import RecsysError
+
+        try:
+            check_command_line(sys.argv[1:])
+        except RecsysError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        return hydra_main()
+
+    return main
+
+
+def _check(config: RecsysConfig) -> None:
+    """Every setting's range, and the baselines named on the command line, before any stage (ConfigError)."""
+    from rayjobs._overrides import given_settings
+    from recsys.checks import check_config
+
+    check_config(config, stages=(), explicit=given_settings(sys.argv[1:]))

@@ -10,10 +10,9 @@ dataset); e.g.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from rayjobs._common import CONFIG_DIR, run_entry
+from rayjobs._common import entry_point, run_entry
 from recsys.pipeline import run_stages, stages_through
 
 
@@ -26,7 +25,7 @@ def stages_through_diagnose() -> list[str]:
     return stages_through("diagnose")
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)
+@entry_point
 def main(cfg: DictConfig) -> None:
     run_entry(lambda config: run_stages(config, stages_through_diagnose()), cfg)
 

@@ -8,16 +8,15 @@ and writes metrics, user_metrics, recommendations and comparisons; e.g.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from rayjobs._common import CONFIG_DIR, run_entry
+from rayjobs._common import entry_point, run_entry
 from recsys.pipeline import run_stages
 
 STAGES = ["prepare", "embed", "train", "evaluate"]
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)
+@entry_point
 def main(cfg: DictConfig) -> None:
     run_entry(lambda config: run_stages(config, STAGES), cfg)
 

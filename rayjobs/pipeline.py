@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from rayjobs._common import CONFIG_DIR, run_entry
+from rayjobs._common import entry_point, run_entry
 from recsys.pipeline import run_stages
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)
+@entry_point
 def main(cfg: DictConfig) -> None:
     run_entry(lambda config: run_stages(config), cfg)
 

@@ -7,16 +7,15 @@ grad_stats; e.g. ``python -m rayjobs.train models=[mf,two_tower] train.epochs=5`
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from rayjobs._common import CONFIG_DIR, run_entry
+from rayjobs._common import entry_point, run_entry
 from recsys.pipeline import run_stages
 
 STAGES = ["prepare", "embed", "train"]
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)
+@entry_point
 def main(cfg: DictConfig) -> None:
     run_entry(lambda config: run_stages(config, STAGES), cfg)
 

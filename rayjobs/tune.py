@@ -8,10 +8,9 @@ random search over the default space with the same budget; ``both``), e.g.
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from rayjobs._common import CONFIG_DIR, run_entry
+from rayjobs._common import entry_point, run_entry
 from recsys.pipeline import run_stages, stages_through
 
 
@@ -24,7 +23,7 @@ def stages_through_tune() -> list[str]:
     return stages_through("tune")
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)
+@entry_point
 def main(cfg: DictConfig) -> None:
     run_entry(lambda config: run_stages(config, stages_through_tune()), cfg)
 

@@ -120,6 +120,9 @@ def run_stages(cfg: RecsysConfig, stages: list[str] | None = None) -> Path:
     """
     stages = list(stages or [*STAGES, *RUN_STAGES])
     _check_stages(stages)
+    from recsys.checks import check_config
+
+    check_config(cfg, stages)                 # every setting, and the settings that must agree, before any work
     datasets = run_datasets(cfg.dataset, cfg.datasets)
     if any(name in RUN_STAGES for name in stages):
         check_compare_config(cfg.compare, cfg.eval.k)
