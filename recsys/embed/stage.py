@@ -55,5 +55,9 @@ def stage_embed(run: RunState) -> None:
     result = embed_catalogue(run.prepared, cfg, cache_root(run.cfg))
     run.embedding = Embedding(vectors_path=result.path, result=result)
     run.writer.write("embedding_health", [health_row(result, run.prepared.name, run.prepared.item_map())])
+    if "finetune" in run.cfg.models:        # its frozen layers' token states, cached for the train stage
+        from recsys.embed.tokens import with_token_cache
+
+        with_token_cache(run.cfg.model.finetune, run.prepared, run.cfg, engine=cfg.engine)
     log.info("item vectors of %s (%s, %s items) at %s", run.prepared.name, cfg.name,
              f"{result.counts['n_items']:,}", result.path)

@@ -169,8 +169,11 @@ def texts_hash(texts: list[str]) -> str:
 
 def cache_item_tokens(texts: list[str], item_ids: list[str], encoder_dir: str | Path, encoder_sha256: str,
                       *, cache_root: str | Path, train_layers: int, max_tokens: int, pooling: str = "mean",
-                      template: str = "", batch_size: int = 64) -> ItemTokens:
+                      template: str = "", batch_size: int = 64, ray_cfg=None) -> ItemTokens:
     """The token states of ``texts`` (one per item, in item_idx order): read from the cache, or computed.
+
+    Computed in this process, or by a Ray Data actor pool when ``ray_cfg`` (the run's
+    :class:`~recsys.embed.config.EncoderConfig`, which sizes the pool) is given.
 
     >>> # tokens = cache_item_tokens(["Heat (1995)"], ["6"], get_model_path(), sha, cache_root="/tmp/c",
     >>> #                            train_layers=1, max_tokens=32)
@@ -193,9 +196,15 @@ def cache_item_tokens(texts: list[str], item_ids: list[str], encoder_dir: str | 
     if (directory / IDENTITY).exists():
         log.info("token states of %s items read from %s", f"{len(texts):,}", directory)
         return load_item_tokens(directory, encoder_dir)
-    tokenizer, model = load_encoder(encoder_dir)
-    states, mask, pretrained = frozen_states(tokenizer, model, texts, n_layers - k, max_tokens, pooling,
-                                             batch_size)
+    if ray_cfg is not None:
+        from recsys.embed._tokens_ray import frozen_states_with_ray
+
+        states, mask, pretrained = frozen_states_with_ray(texts, str(encoder_dir), n_layers - k, max_tokens,
+                                                          pooling, ray_cfg)
+    else:
+        tokenizer, model = load_encoder(encoder_dir)
+        states, mask, pretrained = frozen_states(tokenizer, model, texts, n_layers - k, max_tokens, pooling,
+                                                 batch_size)
     directory.mkdir(parents=True, exist_ok=True)
     _save_npy(states, directory / "states.npy")
     _save_npy(mask, directory / "mask.npy")
@@ -243,8 +252,11 @@ def catalogue_texts(prepared, cfg) -> tuple[list[str], list[str]]:
 
 
 def catalogue_tokens(prepared, cfg, cache_root: str | Path, *, train_layers: int, max_tokens: int,
-                     pooling: str = "mean") -> ItemTokens:
-    """:func:`cache_item_tokens` for every item of ``prepared`` with the run's encoder settings ``cfg``."""
+                     pooling: str = "mean", engine: str = "local") -> ItemTokens:
+    """:func:`cache_item_tokens` for every item of ``prepared`` with the run's encoder settings ``cfg``.
+
+    ``engine="ray"`` computes uncached states with Ray Data (Ray must be running).
+    """
     from recsys.embed.catalogue import text_spec
     from recsys.embed.source import model_sha256, resolve_model
 
@@ -256,4 +268,33 @@ def catalogue_tokens(prepared, cfg, cache_root: str | Path, *, train_layers: int
     return cache_item_tokens(texts, item_ids, source.directory, model_sha256(source.directory),
                              cache_root=Path(cache_root), train_layers=train_layers, max_tokens=max_tokens,
                              pooling=pooling, template=text_spec(cfg, prepared.source).template,
-                             batch_size=cfg.batch_size)
+                             batch_size=cfg.batch_size, ray_cfg=cfg if engine == "ray" else None)
+
+
+def token_cache_root(cfg) -> Path:
+    """Where token states are cached: ``<encoder cache root>/tokens`` (a local path; URIs fall back to
+    ``<data.cache_dir>/tokens``, since the states are memory-mapped from local files).
+
+    >>> from recsys.config import RecsysConfig
+    >>> str(token_cache_root(RecsysConfig()))
+    'data_cache/embeddings/tokens'
+    """
+    from recsys.embed.stage import cache_root
+    from recsys.storage import is_uri
+
+    root = cache_root(cfg)
+    return Path(cfg.data.cache_dir) / "tokens" if is_uri(root) else Path(root) / "tokens"
+
+
+def with_token_cache(model_config, prepared, cfg, *, engine: str = "local"):
+    """``model_config`` with ``token_cache`` filled when it is a finetune model's settings left at null
+    (computing the states, or finding them in the cache); any other model's settings unchanged."""
+    from dataclasses import replace
+
+    from recsys.models.finetune import FineTuneConfig
+
+    if not isinstance(model_config, FineTuneConfig) or model_config.token_cache:
+        return model_config
+    tokens = catalogue_tokens(prepared, cfg.encoder, token_cache_root(cfg), train_layers=model_config.train_layers,
+                              max_tokens=model_config.max_tokens, pooling=model_config.pooling, engine=engine)
+    return replace(model_config, token_cache=tokens.directory)

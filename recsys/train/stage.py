@@ -37,6 +37,7 @@ from recsys.train.config import TrainConfig, check_train_config
 from recsys.train.data import TrainingData
 from recsys.train.loop import Distributed, fit
 from recsys.train.probes import Telemetry
+from recsys.embed.tokens import with_token_cache
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,8 @@ def stage_train(run: RunState) -> None:
     models = {}
     for name in cfg.models:
         log.info("training %s on %s (%s interactions, %s items)", name, dataset, f"{data.nnz:,}", f"{data.n_items:,}")
-        trained = train_model(name, cfg.model.for_model(name), data, item_text, cfg.train, join(root, name))
+        model_config = with_token_cache(cfg.model.for_model(name), run.prepared, cfg)   # finetune: its token cache
+        trained = train_model(name, model_config, data, item_text, cfg.train, join(root, name))
         run.writer.write("curves", [dict(row, dataset=dataset) for row in trained.telemetry.curves])
         run.writer.write("grad_stats", [dict(row, dataset=dataset) for row in trained.telemetry.grad_stats])
         models[name] = trained.record()
