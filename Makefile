@@ -18,10 +18,12 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/neumf/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(PIP_ARGS) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -e ".[test]"
+	# the example of a model kept outside recsys (registered by its entry point; tests run on it)
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) --no-deps -e examples/neumf
 	touch $(STAMP)
 
 # The whole pipeline on the built-in synthetic data, on a local Ray; extra Hydra overrides via ARGS=.
