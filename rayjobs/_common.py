@@ -5,12 +5,18 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.config import RecsysConfig, register_configs
-from recsys.errors import RecsysError
+from rayjobs._plugins import preload_plugins
+
+preload_plugins(sys.argv[1:])          # before recsys.config derives the model.<name> schema from the registry
+
+from recsys.config import RecsysConfig, register_configs  # noqa: E402
+from recsys.console import LogConfig, close_run_log, run_log_path, setup_logging
+from recsys.runtime import user_error
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
@@ -18,8 +24,16 @@ register_configs()
 
 
 def to_config(cfg: DictConfig) -> RecsysConfig:
-    """Turn Hydra's validated DictConfig into the plain dataclass tree the library takes."""
-    return OmegaConf.to_object(cfg)
+    """Turn Hydra's validated DictConfig into the plain dataclass tree the library takes.
+
+    ``models`` entries that name a plugin (``pkg.module:Class``) become its registered name.
+    """
+    from recsys.models.registry import resolve_model_names
+
+    config = OmegaConf.to_object(cfg)
+    if any(":" in name for name in config.models):
+        config.models = resolve_model_names(list(config.models))
+    return config
 
 
 def compose(overrides: list[str] | None = None) -> RecsysConfig:
@@ -39,18 +53,44 @@ def compose(overrides: list[str] | None = None) -> RecsysConfig:
 
 
 def run_entry(main, cfg: DictConfig) -> None:
-    """Run ``main(config)``; a RecsysError ends the process with its message, not a traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Run ``main(config)`` with a console made for people (:mod:`recsys.console`).
+
+    A RecsysError, wherever it was raised (here, in a Ray Data task, a Ray Train worker,
+    an actor), ends the process with one ``error:`` line and exit code 2, its traceback
+    in the run's log file only. Any other exception prints its traceback once, then
+    the path of the run's log file, and exits with code 1.
+    """
+    setup_logging(LogConfig())
     # `ray job stop` and schedulers end a job with SIGTERM: turn it into an exception so the
     # run is recorded as failed instead of being left 'running'.
     signal.signal(signal.SIGTERM, _terminate)
     try:
         config = to_config(cfg)
         _check(config)
+        setup_logging(config.log)
         main(config)
-    except RecsysError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - reported here, once, in the project's words
+        sys.exit(report_failure(exc))
+    finally:
+        close_run_log()
+
+
+def report_failure(exc: BaseException) -> int:
+    """Tell the user why the run failed; return the exit code (2: a RecsysError, 1: anything else)."""
+    found = user_error(exc)
+    details = logging.getLogger("recsys.entry")
+    where = run_log_path()
+    if found is not None:
+        details.info("run failed: %s", found, exc_info=exc)        # the full story: the log file only
+        sys.stdout.flush()
+        print(f"error: {found}", file=sys.stderr)
+        return 2
+    details.info("run failed with an unexpected error", exc_info=exc)
+    sys.stdout.flush()
+    traceback.print_exception(exc, file=sys.stderr)
+    print(f"error: unexpected {type(exc).__name__} (traceback above)"
+          + (f"; the run's full log: {where}" if where else ""), file=sys.stderr)
+    return 1
 
 
 def _terminate(signum, frame) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from recsys.console import LogConfig
 from recsys.data.config import DataConfig, DatasetConfig, SplitConfig
 from recsys.diagnose.config import DiagnoseConfig
 from recsys.embed.config import EncoderConfig
@@ -49,6 +50,7 @@ class RecsysConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    log: LogConfig = field(default_factory=LogConfig)             # console and the run's log file
 
 
 GROUP_SCHEMAS = {
@@ -62,6 +64,7 @@ GROUP_SCHEMAS = {
     "tune": TuneConfig,
     "report": ReportConfig,
     "ray": RayConfig,
+    "log": LogConfig,
 }
 
 

@@ -36,9 +36,11 @@ from recsys.evaluate.stage import stage_evaluate
 from recsys.train.stage import stage_train
 from recsys.tune.stage import stage_tune
 from recsys.errors import ConfigError
+from recsys.models.registry import resolve_model_names
 from recsys.report.writer import RunWriter, check_run_id, new_run_id
 from recsys.run_state import RunLevelState, RunState  # importable from here too
 from recsys.runtime import init_ray
+from recsys.console import attach_run_log, stage_done, stage_started, stage_summary
 from recsys.storage import is_uri, join
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,19 @@ def dataset_config(cfg: RecsysConfig, dataset: DatasetConfig, report_dir: Path |
     return replace(cfg, dataset=dataset, datasets=[], train=train)
 
 
+def run_log_dir(report_dir: Path | str, run_id: str) -> Path:
+    """Where the run's log file goes: the report directory, or a local scratch directory when that is a URI.
+
+    >>> run_log_dir(Path("reports/r1"), "r1")
+    PosixPath('reports/r1')
+    """
+    if is_uri(report_dir):
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "recsys-logs" / run_id
+    return Path(report_dir)
+
+
 def _check_stages(stages: list[str]) -> None:
     known = [*STAGES, *RUN_STAGES]
     unknown = [s for s in stages if s not in known]
@@ -122,6 +137,8 @@ def run_stages(cfg: RecsysConfig, stages: list[str] | None = None) -> Path:
     _check_stages(stages)
     from recsys.checks import check_config
 
+    if any(":" in name for name in cfg.models):  # plugin models named by import path: their registered names
+        cfg = replace(cfg, models=resolve_model_names(list(cfg.models)))
     check_config(cfg, stages)                 # every setting, and the settings that must agree, before any work
     datasets = run_datasets(cfg.dataset, cfg.datasets)
     if any(name in RUN_STAGES for name in stages):
@@ -129,6 +146,7 @@ def run_stages(cfg: RecsysConfig, stages: list[str] | None = None) -> Path:
     several = len(cfg.datasets) > 0
     run_id = new_run_id()
     report_dir = report_dir_for(cfg, run_id)
+    attach_run_log(run_log_dir(report_dir, run_id))       # Ray's own logs and every detail go there
     with RunWriter(report_dir, run_id=run_id, config=asdict(cfg)) as writer:
         resources = init_ray(cfg.ray)
         writer.set_cluster({"address": cfg.ray.address or "local", "resources": resources})
@@ -140,17 +158,17 @@ def run_stages(cfg: RecsysConfig, stages: list[str] | None = None) -> Path:
             run = whole.datasets[name] = RunState(cfg=dataset_config(cfg, dataset, report_dir, several), writer=writer)
             for stage in (s for s in stages if s in STAGES):
                 done = f"{stage}:{name}" if several else stage
-                log.info("stage %s: start", done)
+                started = stage_started(done)
                 with writer.transaction():
                     STAGES[stage](run)
                 writer.mark_stage_done(done)
-                log.info("stage %s: done", done)
+                stage_done(done, started, stage_summary(stage, run))
         for stage in (s for s in stages if s in RUN_STAGES):
-            log.info("stage %s: start", stage)
+            started = stage_started(stage)
             with writer.transaction():
                 RUN_STAGES[stage](whole)
             writer.mark_stage_done(stage)
-            log.info("stage %s: done", stage)
+            stage_done(stage, started)
     diagnosis = run_summary(whole.datasets.values())
     if diagnosis:
         print(diagnosis)              # the per-model diagnosis of every dataset comes after every stage

@@ -70,8 +70,14 @@ def init_ray(cfg: RayConfig) -> dict:
     """
     import ray
 
+    from recsys.console import WORKER_SETUP_HOOK, capture_ray_output, quiet_ray_loggers
+
     if not ray.is_initialized():
-        env = {"env_vars": dict(cfg.runtime_env)} if cfg.runtime_env else None
+        quiet_ray_loggers()                  # "Started a local Ray instance" and the like: the run's log file
+        # every worker sends its recsys log records to the driver as marked lines (recsys.console)
+        env: dict = {"worker_process_setup_hook": WORKER_SETUP_HOOK}
+        if cfg.runtime_env:
+            env["env_vars"] = dict(cfg.runtime_env)
         address = effective_address(cfg)
         if address is None:
             # "local": always a new single-node Ray, never a cluster that `ray start` left on this machine
@@ -87,7 +93,23 @@ def init_ray(cfg: RayConfig) -> dict:
             )
         else:
             ray.init(address=address, log_to_driver=cfg.log_to_driver, runtime_env=env)
+    quiet_ray_data()
+    capture_ray_output()
     return dict(ray.cluster_resources())
+
+
+def quiet_ray_data() -> None:
+    """Ray Data's own progress output off (the run shows its own progress); its logs go to the run's log file.
+
+    No redrawn bars and no per-dataset progress blocks; what Ray Data logs (execution
+    plans, an error's stack trace) goes through its logger, which
+    :func:`recsys.console.quiet_ray_loggers` sends to the run's log file.
+    """
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.enable_operator_progress_bars = False
 
 
 @contextmanager
@@ -114,6 +136,27 @@ def raise_user_errors() -> Iterator[None]:
         context.raise_original_map_exception = previous
 
 
+def user_error(exc: BaseException) -> RecsysError | None:
+    """The RecsysError behind ``exc``: itself, or the one a Ray task, actor, Train worker or trial raised.
+
+    Follows Ray's wrappers (``cause``), ``__cause__``/``__context__`` chains and Ray
+    Train's per-worker failures; None when the failure is not one of ours.
+
+    >>> from recsys.errors import DataError
+    >>> try:
+    ...     try:
+    ...         raise DataError("bad", file="f.csv")
+    ...     except DataError as inner:
+    ...         raise RuntimeError("wrapped") from inner
+    ... except RuntimeError as outer:
+    ...     print(user_error(outer))
+    f.csv: bad
+    >>> user_error(ValueError("x")) is None
+    True
+    """
+    return _original_recsys_error(exc)
+
+
 def _original_recsys_error(exc: BaseException | None, depth: int = 0) -> RecsysError | None:
     from ray.exceptions import RayError
 
@@ -121,7 +164,9 @@ def _original_recsys_error(exc: BaseException | None, depth: int = 0) -> RecsysE
         return None
     if isinstance(exc, RecsysError) and not isinstance(exc, RayError):
         return exc
-    for inner in (getattr(exc, "cause", None), exc.__cause__, exc.__context__):
+    failures = getattr(exc, "worker_failures", None)           # Ray Train: {worker: exception}
+    inners = list(failures.values()) if isinstance(failures, dict) else []
+    for inner in (getattr(exc, "cause", None), exc.__cause__, exc.__context__, *inners):
         found = _original_recsys_error(inner, depth + 1)
         if found is not None:
             return found

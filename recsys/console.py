@@ -1,0 +1,484 @@
+"""What a person sees while a run works, and where everything else goes.
+
+The console gets one line when a stage starts and one when it is done (its time and
+key numbers), progress on long steps, warnings, the findings and the report path.
+Everything else, Ray's and Ray Data's own logs and every line Ray's workers print,
+goes to the run's log file (``<report dir>/run.log``); ``log.level=debug`` shows it
+on the console too.
+
+- :func:`setup_logging` (entry points) routes Python logging: console lines from the
+  loggers in :data:`CONSOLE_LOGGERS` and warnings of ``recsys``; the rest to the file
+  that :func:`attach_run_log` opens once the run's directory is known (records before
+  that are kept and written then).
+- :func:`capture_ray_output` (after ``ray.init``) takes over what Ray prints on the
+  driver: its Python loggers lose their console handlers, and the lines the workers
+  print (``log_to_driver``) reach the log file; a worker's ``recsys`` records, marked
+  by :func:`setup_worker_logging` (Ray's ``worker_process_setup_hook``), are handled
+  here as if logged here, so a training epoch's line shows as it happens.
+- :class:`ProgressLine` shows the progress of a long step: a bar on a terminal
+  (tqdm), a line at most every ``every_s`` seconds otherwise.
+
+>>> format_seconds(3.21), format_seconds(75), format_count(1668)
+('3.2s', '1m15s', '1,668')
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, TextIO
+
+from recsys.errors import ConfigError
+
+LOG_LEVELS = ("info", "debug")
+CONSOLE = "recsys.console"                       # stage lines and progress
+# recsys loggers whose INFO lines are the console's: stage lines, embedding progress, training epochs
+CONSOLE_LOGGERS = frozenset({CONSOLE, "recsys.embed", "recsys.train.loop"})
+RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.air", "ray.serve")
+WORKER_OUTPUT = "ray.worker_output"              # a line a Ray worker printed (file only)
+TRAIN_WORKER = "RayTrainWorker"                  # the actor name of a Ray Train worker
+# a worker's recsys record crosses to the driver as one line: MARK name SEP level SEP message
+MARK, SEP, NEWLINE = "\x1erecsys\x1f", "\x1f", "\x1d"
+FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+log = logging.getLogger(CONSOLE)
+
+
+@dataclass
+class LogConfig:
+    """``log.*``: what the console shows and where the run's log file goes.
+
+    ``level`` ``info`` shows stage lines, progress, warnings and results; ``debug``
+    also shows Ray's own logs and every line Ray's workers print. ``file`` is the log
+    file's name inside the report directory (everything, whatever the level).
+
+    >>> LogConfig().level, LogConfig().file
+    ('info', 'run.log')
+    """
+
+    level: str = "info"
+    file: str = "run.log"
+    progress_every_s: float = 10.0               # without a terminal: a progress line at most this often
+
+
+def check_log_config(cfg: LogConfig) -> None:
+    """A :class:`ConfigError` naming the ``log.*`` setting that is out of range.
+
+    >>> check_log_config(LogConfig(level="verbose"))
+    Traceback (most recent call last):
+    ...
+    recsys.errors.ConfigError: setting 'log.level': unknown log level 'verbose'. What to do: use log.level=info or log.level=debug
+    """
+    if cfg.level not in LOG_LEVELS:
+        raise ConfigError(f"unknown log level {cfg.level!r}", setting="log.level",
+                          hint="use " + " or ".join(f"log.level={level}" for level in LOG_LEVELS))
+    if not cfg.file or "/" in cfg.file:
+        raise ConfigError(f"log file name {cfg.file!r} is not a plain file name", setting="log.file",
+                          hint="give a file name such as run.log (it goes inside the report directory)")
+    if cfg.progress_every_s <= 0:
+        raise ConfigError(f"progress interval {cfg.progress_every_s} is not positive",
+                          setting="log.progress_every_s", hint="use a number of seconds > 0, e.g. 10")
+
+
+def format_seconds(seconds: float) -> str:
+    """``3.2s``, ``1m15s``, ``2h01m``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(round(seconds))
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def format_count(n: int) -> str:
+    return f"{int(n):,}"
+
+
+class ConsoleFilter(logging.Filter):
+    """Which records reach the console: see the module's docstring.
+
+    >>> rec = lambda name, level=logging.INFO: logging.LogRecord(name, level, "", 0, "m", None, None)
+    >>> f = ConsoleFilter(debug=False)
+    >>> [f.filter(rec(n)) for n in ("recsys.console", "recsys.train.stage", "ray.data")]
+    [True, False, False]
+    >>> f.filter(rec("recsys.train.stage", logging.WARNING)), f.filter(rec("ray.data", logging.ERROR))
+    (True, False)
+    >>> ConsoleFilter(debug=True).filter(rec("ray.data"))
+    True
+    """
+
+    def __init__(self, debug: bool) -> None:
+        super().__init__()
+        self.debug = debug
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.debug:
+            return True
+        name = record.name
+        if name == "ray" or name.startswith("ray."):
+            return False                          # Ray's own logs: the run's log file
+        if record.levelno >= logging.WARNING:
+            return True
+        worker = getattr(record, "ray_actor", None)
+        if worker is not None and TRAIN_WORKER not in worker:
+            return False                          # a tuning trial's epochs: the trials line says it
+        return name in CONSOLE_LOGGERS
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``HH:MM:SS message``; warnings and errors say so, a worker's lines are indented."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        clock = time.strftime("%H:%M:%S", time.localtime(record.created))
+        text = record.getMessage()
+        if record.exc_info and record.levelno >= logging.ERROR:
+            text += "\n" + self.formatException(record.exc_info)
+        if record.levelno >= logging.WARNING:
+            return f"{clock} {record.levelname.lower()}: {text}"
+        if record.name.startswith("ray"):
+            return f"{clock} [{record.name}] {text}"
+        indent = "" if record.name == CONSOLE else "  "
+        return f"{clock} {indent}{text}"
+
+
+class _Pending(logging.Handler):
+    """Keeps records until the run's log file is open (at most ``limit``)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.limit = limit
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.records) < self.limit:
+            self.records.append(record)
+
+
+class _State:
+    console: Optional[logging.Handler] = None
+    pending: Optional[_Pending] = None
+    file: Optional[logging.FileHandler] = None
+    cfg: LogConfig = LogConfig()
+
+
+def setup_logging(cfg: LogConfig, stream: TextIO | None = None) -> None:
+    """Route Python logging for a run: the console (``stream``, default stdout) and, later, the run's log file.
+
+    Replaces the root logger's handlers (Hydra's included); safe to call again.
+    """
+    check_log_config(cfg)
+    close_run_log()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.DEBUG if cfg.level == "debug" else logging.INFO)
+    console = logging.StreamHandler(stream or sys.stdout)
+    console.setLevel(logging.INFO)
+    console.addFilter(ConsoleFilter(debug=cfg.level == "debug"))
+    console.setFormatter(ConsoleFormatter())
+    pending = _Pending()
+    root.addHandler(console)
+    root.addHandler(pending)
+    logging.getLogger("recsys").setLevel(logging.INFO)
+    _State.console, _State.pending, _State.cfg = console, pending, cfg
+    quiet_ray_loggers()
+
+
+def attach_run_log(directory: Path | str) -> Path:
+    """Open ``<directory>/<log.file>`` (appending) for every record; write the ones kept until now. Returns its path."""
+    path = Path(directory) / _State.cfg.file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    if _State.file is not None and Path(_State.file.baseFilename) == path.resolve():
+        return path
+    close_run_log()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter(FILE_FORMAT))
+    if _State.pending is not None:
+        for record in _State.pending.records:
+            handler.handle(record)
+        root.removeHandler(_State.pending)
+        _State.pending = None
+    root.addHandler(handler)
+    _State.file = handler
+    return path
+
+
+def run_log_path() -> Path | None:
+    """The open run log file, if any."""
+    return Path(_State.file.baseFilename) if _State.file is not None else None
+
+
+def close_run_log() -> None:
+    """Flush and close the run's log file (the console stays)."""
+    if _State.file is not None:
+        logging.getLogger().removeHandler(_State.file)
+        _State.file.close()
+        _State.file = None
+
+
+def quiet_ray_loggers() -> None:
+    """Ray's Python loggers lose their console handlers and pass their records to ours (the file; the console in debug).
+
+    Ray Data and Ray configure their loggers when imported; this is called after that
+    (and again at each stage, for a library imported late). File handlers Ray keeps in
+    its session directory stay.
+    """
+    for name in RAY_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def capture_ray_output() -> bool:
+    """Take over the lines Ray's workers print on the driver (``log_to_driver``); False when Ray offers no hook.
+
+    Replaces Ray's printer of worker output (its ``ray_print_logs`` handler) with
+    :func:`handle_worker_lines`, and quiets Ray's Python loggers.
+    """
+    quiet_ray_loggers()
+    try:
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    except ImportError:                            # another Ray: its own printer stays
+        return False
+    names = [name for name, _ in getattr(dispatcher, "handlers", [])]
+    if "ray_print_logs" not in names:
+        return False                              # log_to_driver=False, or already ours
+    dispatcher.remove_handler("ray_print_logs")
+    dispatcher.add_handler("ray_print_logs", handle_worker_lines)
+    return True
+
+
+def handle_worker_lines(data: dict) -> None:
+    """One batch of lines a Ray worker printed: its recsys records as records here, the rest to the log file.
+
+    >>> handle_worker_lines({"pid": 7, "actor_name": "RayTrainWorker", "lines": [MARK + "recsys.x" + SEP
+    ...     + "INFO" + SEP + "hello" + NEWLINE + "there", "plain"]})
+    """
+    actor = data.get("actor_name") or data.get("task_name") or ""
+    where = f"{actor} pid={data.get('pid')}".strip()
+    output = logging.getLogger(WORKER_OUTPUT)
+    for line in data.get("lines", []):
+        marked = parse_marked(line)
+        if marked is None:
+            output.info("(%s) %s", where, line)
+            continue
+        name, level, message = marked
+        logger = logging.getLogger(name)
+        record = logger.makeRecord(name, level, "(worker)", 0, message, None, None,
+                                   extra={"ray_actor": actor})
+        logger.handle(record)
+
+
+def mark(name: str, levelname: str, message: str) -> str:
+    """One worker record as one marked line (:func:`parse_marked` reads it back).
+
+    >>> parse_marked(mark("recsys.train.loop", "INFO", "two\\nlines"))
+    ('recsys.train.loop', 20, 'two\\nlines')
+    >>> parse_marked("plain") is None
+    True
+    """
+    return MARK + name + SEP + levelname + SEP + message.replace("\n", NEWLINE)
+
+
+def parse_marked(line: str) -> tuple[str, int, str] | None:
+    if not line.startswith(MARK):
+        return None
+    parts = line[len(MARK):].split(SEP, 2)
+    if len(parts) != 3:
+        return None
+    name, levelname, message = parts
+    level = logging.getLevelName(levelname)
+    return name, level if isinstance(level, int) else logging.INFO, message.replace(NEWLINE, "\n")
+
+
+class _MarkedFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return mark(record.name, record.levelname, text)
+
+
+def setup_worker_logging() -> None:
+    """Ray's ``worker_process_setup_hook``: a worker's ``recsys`` records go out as marked lines on stderr.
+
+    Ray forwards the line to the driver, where :func:`handle_worker_lines` turns it
+    back into a record; loggers Ray configures later (Ray Train's root logger) leave
+    the ``recsys`` logger alone.
+    """
+    logger = logging.getLogger("recsys")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_MarkedFormatter())
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+WORKER_SETUP_HOOK = f"{__name__}.setup_worker_logging"
+
+
+# --- stage lines -----------------------------------------------------------------------------------------
+
+
+def stage_started(stage: str) -> float:
+    """Print ``<stage>: started`` and return the start time (for :func:`stage_done`)."""
+    quiet_ray_loggers()
+    log.info("%s: started", stage)
+    return time.monotonic()
+
+
+def stage_done(stage: str, started: float, summary: str = "") -> None:
+    """Print ``<stage>: done in <time>[: <summary>]``."""
+    took = format_seconds(time.monotonic() - started)
+    log.info("%s: done in %s%s", stage, took, f": {summary}" if summary else "")
+
+
+# --- progress ----------------------------------------------------------------------------------------------
+
+
+def _tqdm_for(stream: TextIO):
+    if not getattr(stream, "isatty", lambda: False)():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:                            # plain lines instead
+        return None
+    return tqdm
+
+
+class ProgressLine:
+    """Progress of one long step: a tqdm bar on a terminal, else a line at most every ``every_s`` seconds.
+
+    >>> lines, now = [], iter([0.0, 4.0, 12.0, 15.0]).__next__
+    >>> p = ProgressLine(8, "evaluate", unit="shards", every_s=10, emit=lines.append, clock=now)
+    >>> p.update(2); p.update(3); p.close()
+    >>> lines
+    ['evaluate: 5/8 shards (62%), 12s']
+    """
+
+    def __init__(self, total: int, label: str, *, unit: str = "", every_s: float | None = None,
+                 emit: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic,
+                 stream: TextIO | None = None) -> None:
+        self.total, self.label, self.unit = int(total), label, unit
+        self.every_s = _State.cfg.progress_every_s if every_s is None else every_s
+        self.clock, self.done = clock, 0
+        self.started = self.last = clock()
+        self.emit = emit or log.info
+        tqdm = None if emit is not None else _tqdm_for(stream or sys.stdout)
+        self.bar = tqdm(total=self.total, desc=label, unit=f" {unit}" if unit else "it", leave=False,
+                        file=stream or sys.stdout) if tqdm is not None else None
+
+    def update(self, n: int = 1) -> None:
+        self.done += int(n)
+        if self.bar is not None:
+            self.bar.update(int(n))
+            return
+        now = self.clock()
+        if now - self.last >= self.every_s and self.done < self.total:
+            self.last = now
+            share = 100 * self.done / self.total if self.total else 100
+            self.emit(f"{self.label}: {format_count(self.done)}/{format_count(self.total)} {self.unit} "
+                      f"({share:.0f}%), {now - self.started:.0f}s".replace("  ", " "))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# --- the numbers on a stage's done line ----------------------------------------------------------------------
+
+
+def stage_summary(stage: str, run) -> str:
+    """The key numbers of ``stage`` from what it left in ``run`` (a :class:`~recsys.run_state.RunState`).
+
+    >>> from recsys.run_state import RunState, TrainedModelRecord
+    >>> run = RunState(cfg=None, writer=None, models={
+    ...     "pop": TrainedModelRecord("p.pt", status="completed", epochs=0, best_val=0.2154),
+    ...     "mf": TrainedModelRecord("m.pt", status="completed", epochs=2, best_val=0.0401)})
+    >>> stage_summary("train", run)
+    'pop best val 0.2154; mf 2 epochs, best val 0.0401'
+    >>> stage_summary("tune", RunState(cfg=None, writer=None))
+    ''
+    """
+    summarise = _SUMMARIES.get(stage)
+    try:
+        return summarise(run) if summarise is not None else ""
+    except Exception as exc:  # noqa: BLE001 - a summary line never fails a run
+        logging.getLogger(__name__).debug("no summary for stage %s: %s", stage, exc)
+        return ""
+
+
+def _prepare_summary(run) -> str:
+    if run.prepared is None:
+        return ""
+    rows = {row["stage"]: row for row in run.prepared.audit_rows()}
+    kept = rows.get("filtered") or rows.get("loaded")
+    text = (f"{format_count(kept['n_rows'])} interactions, {format_count(kept['n_users'])} users, "
+            f"{format_count(kept['n_items'])} items")
+    splits = [f"{name} {format_count(rows[name]['n_rows'])}" for name in ("train", "val", "test") if name in rows]
+    return text + (f" ({', '.join(splits)})" if splits else "")
+
+
+def _embed_summary(run) -> str:
+    result = run.embedding.result if run.embedding is not None else None
+    if result is None:
+        return "item vectors reused" if run.embedding is not None else ""
+    counts = result.counts
+    return (f"{format_count(counts.get('n_items', 0))} items, {format_count(counts.get('n_encoded', 0))} embedded, "
+            f"{format_count(counts.get('n_cached', 0))} from the cache")
+
+
+def _train_summary(run) -> str:
+    parts = []
+    for name, record in run.models.items():
+        bits = [f"{record.epochs} epochs"] if record.epochs else []
+        if record.best_val is not None:
+            bits.append(f"best val {record.best_val:.4f}")
+        if record.status not in (None, "completed", "early_stopped"):
+            bits.append(str(record.status))
+        parts.append(f"{name} {', '.join(bits)}".strip())
+    return "; ".join(parts)
+
+
+def _evaluate_summary(run) -> str:
+    if run.evaluation is None:
+        return ""
+    users: dict[str, int] = {}
+    for per_split in run.evaluation.rows.values():
+        for split, rows in per_split.items():
+            users[split] = max(users.get(split, 0), int(rows.n_users))
+    return f"{len(run.evaluation.rows)} models, users evaluated: " + ", ".join(
+        f"{split} {format_count(n)}" for split, n in users.items())
+
+
+def _diagnose_summary(run) -> str:
+    if run.diagnosis is None:
+        return ""
+    counts = {severity: 0 for severity in ("critical", "warning", "info")}
+    for finding in run.diagnosis.findings:
+        counts[finding.severity] = counts.get(finding.severity, 0) + 1
+    return f"{len(run.diagnosis.findings)} findings (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")"
+
+
+def _tune_summary(run) -> str:
+    if not run.tune:
+        return ""
+    parts = []
+    for mode, result in run.tune.items():
+        trials = sum(len(r.trials) for r in result.rounds)
+        parts.append(f"{mode}: {len(result.rounds)} rounds, {trials} trials")
+    return "; ".join(parts)
+
+
+_SUMMARIES: dict[str, Callable] = {
+    "prepare": _prepare_summary, "embed": _embed_summary, "train": _train_summary,
+    "evaluate": _evaluate_summary, "diagnose": _diagnose_summary, "tune": _tune_summary,
+}
