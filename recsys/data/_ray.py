@@ -22,7 +22,9 @@ from recsys.data.audit import audit_pieces, finish_audit, merge_audit_pieces
 from recsys.data.config import DataConfig, SplitConfig
 from recsys.data.filters import COUNT, deduplicate, interaction_counts, kcore_is_stable, kcore_step, sum_counts, to_implicit
 from recsys.data.idmap import N_TRAIN, IdMaps, apply_id_maps, id_maps_from_counts
-from recsys.data.prepare import catalogue_size, manifest_body, read_checked_part, write_tables
+from recsys.data.given import GIVEN, merge_overlaps, overlap_pieces
+from recsys.data.prepare import (catalogue_size, check_given_labels, check_given_overlaps, manifest_body,
+                                 read_checked_part, write_tables)
 from recsys.data.prepared import PreparedWriter
 from recsys.data.schema import ITEM_ID, SPLITS, TIMESTAMP, USER_ID
 from recsys.data.sources import Source
@@ -145,12 +147,15 @@ def prepare_with_ray(source: Source, data: DataConfig, split: SplitConfig, write
         selected = _read_parts(source, policy).materialize()
         stats = reduce(merge_stats, _gather(selected, lambda f: block_stats(f, rating_scale=dataset.rating_scale)))
         validation = check_stats(stats, label, dataset, invalid_rows=policy)
+        check_given_labels(validation, source, split)
         unit, drop = validation["timestamp_unit"], policy == "drop"
         n_rows = int(stats["n_rows"]) if "n_rows" in stats else selected.count()
         n_blocks = max(2 * int(ray.cluster_resources().get("CPU", 1)), math.ceil(n_rows / ROWS_PER_BLOCK))
         by_user = _map(selected, lambda f: conform_block(f, unit, drop_invalid=drop)).repartition(
             n_blocks, keys=[USER_ID]).materialize()
         del selected
+        if split.protocol == GIVEN:
+            check_given_overlaps(reduce(merge_overlaps, _gather(by_user, overlap_pieces)), source)
 
         loaded_items = _gather(by_user, lambda f: f[ITEM_ID].unique().to_frame())
         n_catalogue = catalogue_size(pl.concat(loaded_items)[ITEM_ID], items)
@@ -200,7 +205,8 @@ def _id_maps(by_user, items: pl.DataFrame | None) -> IdMaps:
         from recsys.errors import DataError
 
         raise DataError("the training split is empty, so no ids can be indexed",
-                        hint="check split.ratios / split.cutoffs and the filters (data.min_*_interactions)")
+                        hint="check split.ratios / split.cutoffs (or the train rows of a given split) and the filters "
+                        "(data.min_*_interactions, data.implicit_threshold)")
     other_users = pl.concat([p[2] for p in pieces]).unique()
     other_items = pl.concat([p[3] for p in pieces]).unique()
     return id_maps_from_counts(user_counts, item_counts, other_users, other_items, items)

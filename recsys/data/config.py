@@ -50,7 +50,7 @@ class DatasetConfig:
     interactions: Optional[str] = None  # table: interactions file (Parquet or CSV)
     items: Optional[str] = None         # table: item metadata file (optional)
     users: Optional[str] = None         # table: user attribute file (optional)
-    columns: dict[str, str] = field(default_factory=dict)       # canonical name -> source column
+    columns: dict[str, Optional[str]] = field(default_factory=dict)  # canonical name -> source column (null: unmapped)
     item_columns: dict[str, str] = field(default_factory=dict)  # item field -> source column
     user_columns: dict[str, str] = field(default_factory=dict)  # user field -> source column
     timestamp_unit: str = "auto"        # auto | s | ms
@@ -92,4 +92,5 @@ class SplitConfig:
     leave_last_n: int = 1
     cutoffs: Optional[list[int]] = None
     column: str = "split"               # given: the column of split labels
-    files: dict[str, str] = field(default_factory=dict)  # given: {train: FILE, val: FILE, test: FILE}
+    # given: {train: FILE, val: FILE, test: FILE}; null: no file (val may be left out)
+    files: dict[str, Optional[str]] = field(default_factory=lambda: {"train": None, "val": None, "test": None})

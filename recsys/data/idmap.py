@@ -102,7 +102,8 @@ def build_id_maps(
     """
     if train is None or train.height == 0:
         raise DataError("the training split is empty, so no ids can be indexed",
-                        hint="check split.ratios / split.cutoffs and the filters (data.min_*_interactions)")
+                        hint="check split.ratios / split.cutoffs (or the train rows of a given split) and the filters "
+                        "(data.min_*_interactions, data.implicit_threshold)")
     if items is not None and ITEM_ID not in items.columns:
         raise DataError(f"the item table has no 'item_id' column (columns found: {', '.join(items.columns)})",
                         column=ITEM_ID, hint="map the item id with dataset.item_columns.item_id=NAME")

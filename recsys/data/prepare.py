@@ -36,9 +36,10 @@ from recsys.data.config import DataConfig, DatasetConfig, SplitConfig
 from recsys.data.filters import deduplicate, kcore, to_implicit
 from recsys.data.idmap import apply_id_maps, build_id_maps
 from recsys.data.prepared import FORMAT_VERSION, PreparedDataset, PreparedWriter, find_cached, fingerprint
-from recsys.data.schema import ITEM_ID, SPLITS
+from recsys.data.given import GIVEN, check_label_counts, check_overlaps, describe_given, overlap_pieces
+from recsys.data.schema import ITEM_ID, SPLIT, SPLITS
 from recsys.data.sources import Source, open_source
-from recsys.data.split import SPLIT, check_split_config, frame_cutoffs, split_parts, split_frame
+from recsys.data.split import check_split_config, frame_cutoffs, split_parts, split_frame
 from recsys.data.validate import (
     block_stats,
     check_stats,
@@ -93,7 +94,7 @@ def prepare(
     data = DataConfig(**{**asdict(data), "engine": engine or data.engine})
     check_data_config(data)
     check_split_config(split)
-    source = open_source(dataset)
+    source = open_source(dataset, split)
     key = cache_key(source, dataset, data, split)
     if data.reuse_cache:
         cached = find_cached(Path(data.cache_dir), dataset.name, key)
@@ -120,6 +121,9 @@ def prepare(
             "seconds": round(time.perf_counter() - started, 3),
             **body,
         }
+        if split.protocol == GIVEN:
+            manifest["split"]["given"] = describe_given(dataset, split, source.split_files, manifest["inputs"]["files"],
+                                                        body["validation"]["n_split_labels"])
         prepared = writer.publish(manifest)
     except BaseException:
         writer.abort()
@@ -144,9 +148,12 @@ def prepare_local(source: Source, data: DataConfig, split: SplitConfig, writer: 
     blocks = [read_checked_part(source, part, policy) for part in source.parts]
     stats = reduce(merge_stats, [block_stats(b, rating_scale=dataset.rating_scale) for b in blocks])
     validation = check_stats(stats, source.label, dataset, invalid_rows=policy)
+    check_given_labels(validation, source, split)
     frame = pl.concat([conform_block(b, validation["timestamp_unit"], drop_invalid=policy == "drop")
                        for b in blocks])
     del blocks
+    if split.protocol == GIVEN:
+        check_given_overlaps(overlap_pieces(frame), source)
     n_catalogue = catalogue_size(frame[ITEM_ID], items)
     loaded = stage_counts(frame, "loaded", n_catalogue)
     n_missing, missing_examples = items_without_metadata(frame, items)
@@ -184,6 +191,21 @@ def read_checked_part(source: Source, part, invalid_rows: str = "error") -> pl.D
     check_stats(block_stats(frame, rating_scale=source.dataset.rating_scale), label, source.dataset,
                 invalid_rows=invalid_rows)
     return frame
+
+
+def check_given_labels(validation: dict, source: Source, split: SplitConfig) -> None:
+    """A given split has train and test rows (a no-op for the other protocols)."""
+    if split.protocol == GIVEN:
+        check_label_counts(validation, source.label, _label_column(source))
+
+
+def check_given_overlaps(pieces: dict, source: Source) -> None:
+    """No event of a given split is in two splits (``pieces`` from ``overlap_pieces``, merged)."""
+    check_overlaps(pieces, source.label, _label_column(source), source.split_files)
+
+
+def _label_column(source: Source) -> str | None:
+    return None if source.split_files else source.dataset.columns.get(SPLIT)
 
 
 def write_tables(writer: PreparedWriter, items: pl.DataFrame | None, users: pl.DataFrame | None, maps) -> None:

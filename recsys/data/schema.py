@@ -45,6 +45,7 @@ INTERACTION_SCHEMA: dict[str, pl.DataType] = {
 ITEM_TEXT_FIELDS = ("title", "genres", "tags", "description", "brand", "categories", "features")
 
 SPLITS = ("train", "val", "test")
+SPLIT = "split"   # the column of split labels (train | val | test)
 
 
 def conform_interactions(frame: pl.DataFrame) -> pl.DataFrame:

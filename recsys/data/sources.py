@@ -18,7 +18,10 @@ from typing import Any
 import polars as pl
 
 from recsys.data import synthetic
-from recsys.data.config import DatasetConfig
+from recsys.data.config import DatasetConfig, SplitConfig
+from recsys.data.given import GIVEN, SPLIT, given_files, loader_dataset
+from recsys.data.loaders.layout import split_files_layout
+from recsys.data.schema import SPLITS
 from recsys.data.loaders import (
     SourceLayout,
     detect_layout,
@@ -37,6 +40,7 @@ class Source:
     dataset: DatasetConfig
     layout: SourceLayout | None = None
     parts: list[Any] = field(default_factory=list)
+    split_files: dict[str, str] = field(default_factory=dict)   # given split from files: split name -> file
 
     @property
     def format(self) -> str:
@@ -46,11 +50,17 @@ class Source:
         """Canonical interactions of one part (a file path or a synthetic chunk index)."""
         if self.layout is None:
             return synthetic.generate_chunk(self.dataset.synthetic, int(part))
-        return read_interactions(self.layout, part, self.dataset)
+        frame = read_interactions(self.layout, part, self.dataset)
+        for name, file in self.split_files.items():
+            if file == part:
+                frame = frame.with_columns(pl.lit(name, dtype=pl.Utf8).alias(SPLIT))
+        return frame
 
     @property
     def label(self) -> str:
         """How errors about the source as a whole name it."""
+        if self.split_files:
+            return ", ".join(self.split_files.values())
         return str(self.dataset.path or self.dataset.interactions or self.dataset.name)
 
     def part_label(self, part: Any) -> str:
@@ -82,14 +92,25 @@ class Source:
         return {"name": self.dataset.name, "format": self.format, "path": self.dataset.path}
 
 
-def open_source(dataset: DatasetConfig) -> Source:
-    """Resolve ``dataset.*`` to a :class:`Source`; the files are detected, not yet read."""
+def open_source(dataset: DatasetConfig, split: SplitConfig | None = None) -> Source:
+    """Resolve ``dataset.*`` to a :class:`Source`; the files are detected, not yet read.
+
+    With ``split.protocol=given`` the source also reads the split: its label column,
+    or one file per split (``recsys.data.given``).
+    """
     if dataset.name not in SOURCE_NAMES:
         raise ConfigError(
             f"unknown dataset '{dataset.name}'",
             setting="dataset",
             hint=f"use one of {', '.join(SOURCE_NAMES)}",
         )
+    if split is not None:
+        dataset = loader_dataset(dataset, split)
+        if split.protocol == GIVEN and given_files(split):
+            layout = split_files_layout(dataset, given_files(split))
+            names = [n for n in SPLITS if given_files(split).get(n)]
+            return Source(dataset, layout, list(layout.interaction_files),
+                          dict(zip(names, layout.interaction_files)))
     if dataset.name == "synthetic":
         return Source(dataset, None, list(range(synthetic.n_chunks(dataset.synthetic))))
     layout = detect_layout(dataset)

@@ -1,7 +1,7 @@
 """Train / val / test splits that depend only on each user's rows and the seed.
 
 :func:`split_frame` adds a ``split`` column (``train`` | ``val`` | ``test``, Utf8) to
-every row and never drops one. Four protocols (``split.protocol``):
+every row and never drops one. Five protocols (``split.protocol``):
 
 ``random``
     Per user, rows are ordered by a seeded hash of (user, item, timestamp), ties
@@ -21,6 +21,10 @@ every row and never drops one. Four protocols (``split.protocol``):
     Whole users: a seeded hash of the user id, read as a number ``x`` in [0, 1),
     sends the user to train if ``x < r1``, val if ``x < r1 + r2``, else test, so
     ``ratios`` are the expected user fractions.
+``given``
+    The user's own split: the frame already holds the ``split`` labels (read from a
+    label column or one file per split, see :mod:`recsys.data.given`); they are
+    checked and kept.
 
 Partition independence: ids are hashed with BLAKE2b (stable across library
 versions) and mixed with the seed by splitmix64, so a user's split depends only
@@ -46,11 +50,11 @@ import numpy as np
 import polars as pl
 
 from recsys.data.config import SplitConfig
-from recsys.data.schema import ITEM_ID, RATING, SPLITS, TIMESTAMP, USER_ID
+from recsys.data.given import check_given_config, given_files
+from recsys.data.schema import ITEM_ID, RATING, SPLIT, SPLITS, TIMESTAMP, USER_ID
 from recsys.errors import ConfigError, DataError
 
-SPLIT = "split"
-PROTOCOLS = ("random", "temporal", "leave_last", "user_holdout")
+PROTOCOLS = ("random", "temporal", "leave_last", "user_holdout", "given")
 
 _SALT_RANDOM = 0x52414E444F4D5350  # distinct streams per protocol for the same seed
 _SALT_LEAVE_LAST = 0x4C4541564C415354
@@ -96,7 +100,7 @@ def check_split_config(cfg: SplitConfig) -> None:
     >>> check_split_config(SplitConfig(protocol="shuffle"))
     Traceback (most recent call last):
     ...
-    recsys.errors.ConfigError: setting 'split.protocol': unknown split protocol 'shuffle'. What to do: use one of random, temporal, leave_last, user_holdout
+    recsys.errors.ConfigError: setting 'split.protocol': unknown split protocol 'shuffle'. What to do: use one of random, temporal, leave_last, user_holdout, given
     """
     if cfg.protocol not in PROTOCOLS:
         raise ConfigError(f"unknown split protocol {cfg.protocol!r}", setting="split.protocol",
@@ -104,6 +108,12 @@ def check_split_config(cfg: SplitConfig) -> None:
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"the seed must be an integer, got {cfg.seed!r}", setting="split.seed",
                           hint="set split.seed to an integer, e.g. split.seed=42")
+    if cfg.protocol == "given":
+        check_given_config(cfg)
+        return
+    if given_files(cfg):
+        raise ConfigError(f"split.files gives the user's own split, but split.protocol is {cfg.protocol}",
+                          setting="split.files", hint="set split.protocol=given, or remove split.files")
     if cfg.protocol == "leave_last":
         n = cfg.leave_last_n
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -270,6 +280,8 @@ def split_frame(frame: pl.DataFrame, cfg: SplitConfig, *, cutoffs: list[int] | N
     check_split_config(cfg)
     if cutoffs is not None:
         cutoffs = check_cutoffs(cutoffs)
+    if cfg.protocol == "given":
+        return _given(frame)
     needed = {"random": (USER_ID, ITEM_ID, TIMESTAMP), "temporal": (TIMESTAMP,),
               "leave_last": (USER_ID, ITEM_ID, TIMESTAMP), "user_holdout": (USER_ID,)}[cfg.protocol]
     missing = [c for c in needed if c not in frame.columns]
@@ -288,6 +300,19 @@ def split_frame(frame: pl.DataFrame, cfg: SplitConfig, *, cutoffs: list[int] | N
     if cfg.protocol == "user_holdout":
         return frame.with_columns(pl.Series(SPLIT, _user_holdout(frame[USER_ID], cfg), dtype=pl.Utf8))
     return _split_within_users(frame, cfg)
+
+
+def _given(frame: pl.DataFrame) -> pl.DataFrame:
+    """A given split's frame, its labels checked (validation reports them first, naming the file)."""
+    if SPLIT not in frame.columns:
+        raise DataError("the given split needs the 'split' label column", column=SPLIT,
+                        hint="read the interactions with split.protocol=given (split.column or split.files)")
+    labels = frame[SPLIT].cast(pl.Utf8)
+    bad = labels.is_null() | ~labels.is_in(list(SPLITS))
+    if bad.any():
+        raise DataError(f"{int(bad.sum())} rows have a split label other than train, val or test, "
+                        f"e.g. {labels.filter(bad)[0]!r}", column=SPLIT, hint="label every row train, val or test")
+    return frame.with_columns(labels)
 
 
 def _temporal_expr(cuts: list[int]) -> pl.Expr:

@@ -44,7 +44,8 @@ import difflib
 import polars as pl
 
 from recsys.data.config import DatasetConfig
-from recsys.data.schema import INTERACTION_SCHEMA, ITEM_ID, RATING, SPLITS, TIMESTAMP, USER_ID, conform_interactions
+from recsys.data.schema import (INTERACTION_SCHEMA, ITEM_ID, RATING, SPLIT, SPLITS, TIMESTAMP, USER_ID,
+                                 conform_interactions)
 from recsys.errors import ConfigError, DataError
 
 TIMESTAMP_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -52,7 +53,6 @@ FINER_UNIT_THRESHOLD = 1e11          # a value above this (in seconds: year 5138
 LATEST_PLAUSIBLE = 4_102_444_800     # 2100-01-01T00:00:00Z in seconds
 END_OF_1970 = 31_536_000             # 1971-01-01T00:00:00Z in seconds
 REQUIRED = (USER_ID, ITEM_ID, TIMESTAMP)
-SPLIT = "split"                      # the given split's label column (split.protocol=given), when present
 INVALID_ROW_POLICIES = ("error", "drop")
 _MISSING_WORDS = ("", "nan", "null", "none", "na", "n/a")
 _MISSING_RATING_WORDS = ("", "null", "none", "na", "n/a")   # a "nan" rating is invalid, not missing
@@ -467,7 +467,7 @@ def _check_labels(stats: dict, source: str, cfg: DatasetConfig) -> None:
     shown = sorted(unknown.items(), key=lambda kv: (-kv[1], kv[0]))
     listed = ", ".join(f"{value!r} ({n} rows)" for value, n in shown[:5]) + (", ..." if len(shown) > 5 else "")
     raise DataError(f"{sum(unknown.values())} rows have a split label other than train, val or test: {listed}",
-                    file=source, column=cfg.columns.get(SPLIT, SPLIT),
+                    file=source, column=cfg.columns.get(SPLIT) or SPLIT,
                     hint="label every row train, val or test (val may be absent), or name the column that holds "
                     "the labels with split.column (dataset.columns.split for dataset=table)")
 

@@ -49,7 +49,10 @@ _AMAZON_PATTERNS = {
 _AMAZON_LOOKED_FOR = ("reviews *.json.gz / *_5.json.gz with meta_*.json.gz (2018), "
                       "or reviews *.jsonl(.gz) with meta_*.jsonl(.gz) (2023)")
 TABLE_EXTENSIONS = {".parquet": "table-parquet", ".pq": "table-parquet", ".parq": "table-parquet",
-                    ".csv": "table-csv", ".tsv": "table-csv", ".txt": "table-csv"}
+                    ".csv": "table-csv", ".tsv": "table-csv", ".txt": "table-csv",
+                    # RecBole's atomic files (tab-separated, headers typed like user_id:token)
+                    ".inter": "table-csv", ".item": "table-csv", ".user": "table-csv"}
+ATOMIC_EXTENSIONS = (".inter", ".item", ".user")
 
 
 @dataclass
@@ -236,6 +239,31 @@ def _table_layout(cfg: DatasetConfig) -> SourceLayout:
     item_files = [_single_file(_locate(cfg.path, cfg.items), "dataset.items")] if cfg.items else []
     user_files = [_single_file(_locate(cfg.path, cfg.users), "dataset.users")] if cfg.users else []
     return SourceLayout(name="table", format=chosen, root=cfg.path, interaction_files=interactions,
+                        item_files=item_files, user_files=user_files)
+
+
+def split_files_layout(cfg: DatasetConfig, split_files: dict[str, str]) -> SourceLayout:
+    """A table layout whose interaction files are a given split's files (``split.files``), in split order.
+
+    Relative paths are resolved from ``dataset.path`` when it is set; all files must
+    share one format (by extension, or ``dataset.format``).
+    """
+    located = [_single_file(_locate(cfg.path, split_files[name]), f"split.files.{name}")
+               for name in ("train", "val", "test") if split_files.get(name)]
+    kinds = {table_format(f) for f in located}
+    if cfg.format != "auto":
+        chosen = cfg.format
+    elif len(kinds) == 1 and None not in kinds:
+        chosen = kinds.pop()
+    else:
+        shown = ", ".join(files.basename(f) for f in located)
+        raise DataError(f"the split files must share one format, told by their extension ({shown})",
+                        setting="split.files",
+                        hint="use .parquet, .csv/.tsv or RecBole .inter files for all of them, "
+                        "or set dataset.format=table-parquet|table-csv")
+    item_files = [_single_file(_locate(cfg.path, cfg.items), "dataset.items")] if cfg.items else []
+    user_files = [_single_file(_locate(cfg.path, cfg.users), "dataset.users")] if cfg.users else []
+    return SourceLayout(name="table", format=chosen, root=cfg.path, interaction_files=located,
                         item_files=item_files, user_files=user_files)
 
 

@@ -7,7 +7,10 @@ date-times or date-time text; date-times become seconds, numbers keep their unit
 validation converts them by ``dataset.timestamp_unit`` (``auto`` detects ms, us, ns).
 ``dataset.item_columns`` / ``dataset.user_columns`` map ``item_id`` / ``user_id``
 and the fields to keep; with only the id (or nothing) mapped, items keep every
-string column and users every column.
+string column and users every column. ``dataset.columns.split`` (set for
+``split.protocol=given``) also reads the column of train/val/test labels, as text.
+RecBole's atomic files (``.inter``, ``.item``, ``.user``: tab-separated, headers typed
+like ``user_id:token``) are read as CSV with the types dropped from the names.
 
 >>> import tempfile, pathlib, polars as pl
 >>> from recsys.data.config import DatasetConfig
@@ -24,6 +27,7 @@ string column and users every column.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Callable
 
 import polars as pl
@@ -32,13 +36,14 @@ import pyarrow.parquet as pq
 
 from recsys.data.config import DatasetConfig
 from recsys.data.loaders import files
-from recsys.data.loaders.layout import SourceLayout, table_format
+from recsys.data.loaders.layout import ATOMIC_EXTENSIONS, SourceLayout, table_format
 from recsys.data.loaders.parse import (LINE, first_per_item, read_delimited, require_columns, require_rows,
                                        to_number, to_seconds, warn)
-from recsys.data.schema import INTERACTION_SCHEMA, conform_interactions
+from recsys.data.schema import INTERACTION_SCHEMA, SPLIT, conform_interactions
 from recsys.errors import ConfigError, DataError
 
 REQUIRED = ("user_id", "item_id", "timestamp")
+_ATOMIC_HEADER = re.compile(r":(token|token_seq|float|float_seq)$")
 _FIX_OR_MAP = "fix those values, or map another column with dataset.columns"
 
 
@@ -53,7 +58,11 @@ def read_interactions(layout: SourceLayout, file: str, cfg: DatasetConfig) -> pl
         found["rating"] = mapping.get("rating", "rating" if "rating" in available else None)
         if found["rating"] is not None:
             require_columns([found["rating"]], available, file, hint=hint)
-        return [mapping[name] for name in REQUIRED] + ([found["rating"]] if found["rating"] else [])
+        labels = [mapping[SPLIT]] if SPLIT in mapping else []
+        require_columns(labels, available, file,
+                        hint="name the column of train/val/test labels with split.column=NAME "
+                        "(or dataset.columns.split=NAME)")
+        return [mapping[name] for name in REQUIRED] + ([found["rating"]] if found["rating"] else []) + labels
 
     frame = read_table(file, layout.format, choose)
     require_rows(frame, file)
@@ -65,7 +74,10 @@ def read_interactions(layout: SourceLayout, file: str, cfg: DatasetConfig) -> pl
         to_seconds(frame, mapping["timestamp"], file, allow_datetime_text=True, hint=_FIX_OR_MAP)
         .alias("timestamp"),
         (_rating(frame, rating, file) if rating else pl.lit(None, dtype=pl.Float32)).alias("rating"),
+        *([frame[mapping[SPLIT]].cast(pl.Utf8).alias(SPLIT)] if SPLIT in mapping else []),
     )
+    if SPLIT in mapping:
+        return conform_interactions(frame).with_columns(frame[SPLIT])
     return conform_interactions(frame)
 
 
@@ -117,15 +129,18 @@ def interaction_mapping(cfg: DatasetConfig) -> dict[str, str]:
     >>> interaction_mapping(DatasetConfig(columns={"user_id": "uid"}))
     {'user_id': 'uid', 'item_id': 'item_id', 'timestamp': 'timestamp'}
     """
-    for key in cfg.columns:
-        if key not in INTERACTION_SCHEMA:
+    for key, value in cfg.columns.items():
+        if value is None:
+            continue
+        if key not in INTERACTION_SCHEMA and key != SPLIT:
             close = difflib.get_close_matches(key, list(INTERACTION_SCHEMA), n=1)
             raise ConfigError(f"'{key}' is not a canonical column" + (f" (did you mean '{close[0]}'?)" if close else ""),
                               setting=f"dataset.columns.{key}",
                               hint=f"map these names: {', '.join(INTERACTION_SCHEMA)}")
-    mapping = {name: cfg.columns.get(name, name) for name in REQUIRED}
-    if "rating" in cfg.columns:
-        mapping["rating"] = cfg.columns["rating"]
+    mapping = {name: cfg.columns.get(name) or name for name in REQUIRED}
+    for optional in ("rating", SPLIT):
+        if cfg.columns.get(optional):
+            mapping[optional] = cfg.columns[optional]
     return mapping
 
 
@@ -136,7 +151,10 @@ def read_table(file: str, fmt: str, choose: Callable[[list[str]], list[str] | No
     it raises when a needed column is missing. Parquet reads only the chosen columns.
     """
     if fmt == "table-csv":
-        frame = read_delimited(files.read_bytes(file), file, separator=_separator(file), quoting=True)
+        atomic = is_atomic(file)
+        frame = read_delimited(files.read_bytes(file), file, separator=_separator(file), quoting=not atomic)
+        if atomic:
+            frame = frame.rename(atomic_names(frame.columns))
         columns = choose([c for c in frame.columns if c != LINE])
         return frame if columns is None else frame.select(LINE, *dict.fromkeys(columns))
     parquet = _parquet(file)
@@ -206,7 +224,26 @@ def _entity_columns(mapping: dict[str, str], id_name: str, interaction_columns: 
 
 
 def _separator(file: str) -> str:
-    return "\t" if files.basename(file).lower().removesuffix(".gz").endswith(".tsv") else ","
+    name = files.basename(file).lower().removesuffix(".gz")
+    return "\t" if name.endswith((".tsv", *ATOMIC_EXTENSIONS)) else ","
+
+
+def is_atomic(file: str) -> bool:
+    """Whether ``file`` is one of RecBole's atomic files (``.inter``, ``.item``, ``.user``).
+
+    >>> is_atomic("ml-1m.train.inter"), is_atomic("ratings.csv")
+    (True, False)
+    """
+    return files.basename(file).lower().removesuffix(".gz").endswith(ATOMIC_EXTENSIONS)
+
+
+def atomic_names(columns: list[str]) -> dict[str, str]:
+    """Plain names for RecBole's typed headers (``user_id:token`` -> ``user_id``).
+
+    >>> atomic_names(["user_id:token", "rating:float", "__line"])
+    {'user_id:token': 'user_id', 'rating:float': 'rating'}
+    """
+    return {c: _ATOMIC_HEADER.sub("", c) for c in columns if _ATOMIC_HEADER.search(c)}
 
 
 def _parquet(file: str) -> pq.ParquetFile:
