@@ -1,7 +1,7 @@
 """Settings of the diagnosis stage (``diagnose.*``): which metric the rules read, and every threshold.
 
 Thresholds are grouped by rule family (``diagnose.gradients.*``, ``diagnose.curves.*``,
-``diagnose.embeddings.*``, ``diagnose.outcomes.*``, ``diagnose.features.*``). Each
+``diagnose.embeddings.*``, ``diagnose.encoder.*``, ``diagnose.outcomes.*``, ``diagnose.features.*``). Each
 rule and its thresholds are documented in ``docs/diagnosis.md`` and in the rule's
 docstring. A threshold pair ``x`` / ``x_critical`` gives the warning and the
 critical level of the same measure.
@@ -93,6 +93,21 @@ class EmbeddingThresholds:
 
 
 @dataclass
+class EncoderThresholds:
+    """Rules of models with the encoder inside (``finetune``): drift, stuck blocks, collapse."""
+
+    forget_drift: float = 0.3               # 1 - drift cosine after the first epoch (warning) ...
+    forget_drift_critical: float = 0.7
+    forget_val_drop: float = 0.05           # ... and (best - last) / best of the validation metric
+    stuck_drift: float = 1e-4               # 1 - final drift cosine at or below ...
+    stuck_update_ratio: float = 1e-6        # ... and median update/weight ratio of the encoder blocks at or below
+    overfit_drift: float = 0.01             # drift cosine fell at least this after the best validation epoch
+    collapse_spread: float = 0.3            # (1 - anisotropy) / (1 - pretrained anisotropy) at or below (warning)
+    collapse_spread_critical: float = 0.1
+    collapse_anisotropy: float = 0.5        # ... with a mean pairwise cosine of at least this
+
+
+@dataclass
 class OutcomeThresholds:
     """``metrics`` and ``comparisons`` rules: popularity bias, weak segments, losing to popularity."""
 
@@ -180,6 +195,7 @@ class DiagnoseConfig:
     gradients: GradientThresholds = field(default_factory=GradientThresholds)
     curves: CurveThresholds = field(default_factory=CurveThresholds)
     embeddings: EmbeddingThresholds = field(default_factory=EmbeddingThresholds)
+    encoder: EncoderThresholds = field(default_factory=EncoderThresholds)
     outcomes: OutcomeThresholds = field(default_factory=OutcomeThresholds)
     features: FeatureThresholds = field(default_factory=FeatureThresholds)
     importance: ImportanceConfig = field(default_factory=ImportanceConfig)
@@ -190,9 +206,10 @@ class DiagnoseConfig:
         return self.val_metric or f"val/{self.metric}@{self.k}"
 
 
-FAMILIES = ("gradients", "curves", "embeddings", "outcomes", "features")
+FAMILIES = ("gradients", "curves", "embeddings", "encoder", "outcomes", "features")
 # critical levels that lie below their warning level (a smaller value is worse)
-LOWER_IS_WORSE = {"vanish_depth_ratio_critical", "update_ratio_low_critical", "collapse_ratio_critical"}
+LOWER_IS_WORSE = {"vanish_depth_ratio_critical", "update_ratio_low_critical", "collapse_ratio_critical",
+                  "collapse_spread_critical"}
 
 
 def _fail(setting: str, problem: str, hint: str) -> None:

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from recsys.diagnose import curves, embeddings, features, fitting, gradients, outcomes
+from recsys.diagnose import curves, embeddings, encoder, features, fitting, gradients, outcomes
 from recsys.diagnose.config import DiagnoseConfig, check_diagnose_config
 from recsys.diagnose.finding import Finding
 from recsys.diagnose.inputs import DiagnosisInputs
@@ -64,6 +64,11 @@ RULES: dict[str, RuleSpec] = {
                                          ("NORM_POPULARITY_COUPLING",)),
     "anisotropic_text_vectors": RuleSpec(embeddings.anisotropic_text_vectors, ("embedding_health",),
                                          ("ANISOTROPIC_TEXT_VECTORS",)),
+    "encoder_forgetting": RuleSpec(encoder.encoder_forgetting, ("curves",), ("ENCODER_FORGETTING",)),
+    "encoder_not_learning": RuleSpec(encoder.encoder_not_learning, ("curves", "grad_stats"),
+                                     ("ENCODER_NOT_LEARNING",)),
+    "finetune_overfitting": RuleSpec(encoder.finetune_overfitting, ("curves",), ("FINETUNE_OVERFITTING",)),
+    "text_collapse": RuleSpec(encoder.text_collapse, ("curves",), ("TEXT_COLLAPSE",)),
     "popularity_bias": RuleSpec(outcomes.popularity_bias, ("metrics",), ("POPULARITY_BIAS",)),
     "segment_weakness": RuleSpec(outcomes.segment_weakness, ("metrics",), ("SEGMENT_WEAKNESS",)),
     "not_beating_popularity": RuleSpec(outcomes.not_beating_popularity, ("comparisons", "metrics"),

@@ -58,6 +58,11 @@ CODES: dict[str, CodeInfo] = {
     "TEXT_DOMINANT": CodeInfo("features", "model", "the metric rests on the text vectors alone"),
     "ID_EMBEDDINGS_UNUSED": CodeInfo("features", "model", "removing the ID embeddings barely changes the metric"),
     "TEXT_FIELD_HURTS": CodeInfo("features", "embedding", "removing a text field improves the metric"),
+    "ENCODER_FORGETTING": CodeInfo("encoder", "training", "the fine-tuned encoder forgets: drift jumps, "
+                                                          "validation falls"),
+    "ENCODER_NOT_LEARNING": CodeInfo("encoder", "training", "trained encoder layers neither drift nor update"),
+    "FINETUNE_OVERFITTING": CodeInfo("encoder", "model", "validation falls while the encoder keeps drifting"),
+    "TEXT_COLLAPSE": CodeInfo("encoder", "embedding", "fine-tuning made the item text vectors alike"),
 }
 
 

@@ -247,7 +247,8 @@ class FineTune(Recommender):
 
         ``text/drift_cosine``: mean cosine between each probe item's current and pretrained text
         vector; ``text/cka/encoder.layer.N``: linear CKA of block N's pooled output, now vs
-        pretrained; ``text/anisotropy``: mean cosine between probe items' text vectors;
+        pretrained; ``text/anisotropy`` (``_pretrained``): mean cosine between probe items' text
+        vectors (before training);
         ``text/score_share``: share of |score| that comes from the text part (vs the ID part).
         """
         from recsys.diagnose.representation import anisotropy, linear_cka, mean_cosine
@@ -258,7 +259,8 @@ class FineTune(Recommender):
         current = self._layer_outputs(probe)                              # (k, S, H)
         text = current[-1] if len(current) else self.encode_text(probe)   # (S, H)
         curves = {"text/drift_cosine": mean_cosine(text, self.pretrained_text[probe]),
-                  "text/anisotropy": anisotropy(text)}
+                  "text/anisotropy": anisotropy(text),
+                  "text/anisotropy_pretrained": anisotropy(self.pretrained_text[probe])}
         for number, now, before in zip(self.encoder.layer.keys(), current, self.probe_reference):
             curves[f"text/cka/encoder.layer.{number}"] = linear_cka(now, before)
         users = torch.arange(min(self.n_users, PROBE_ITEMS), device=probe.device)

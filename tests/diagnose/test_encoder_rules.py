@@ -1,0 +1,113 @@
+"""Encoder rules on hand-made curves and gradient rows, and the representation measures they read."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recsys.diagnose.config import DiagnoseConfig
+from recsys.diagnose.encoder import encoder_forgetting, encoder_not_learning, finetune_overfitting, text_collapse
+from recsys.diagnose.engine import diagnose
+from recsys.diagnose.inputs import DiagnosisInputs
+from recsys.diagnose.representation import anisotropy, linear_cka, mean_cosine
+
+CFG = DiagnoseConfig()
+
+
+def curves(**series) -> pl.DataFrame:
+    rows = []
+    for name, values in series.items():
+        name = {"drift": "text/drift_cosine", "val": "val/ndcg@10", "aniso": "text/anisotropy",
+                "aniso0": "text/anisotropy_pretrained", "loss": "train/epoch_loss"}[name]
+        rows += [{"model": "finetune", "step": 10 * (e + 1) - 1, "epoch": e, "name": name, "value": float(v)}
+                 for e, v in enumerate(values)]
+    return pl.DataFrame(rows)
+
+
+def grad_rows(update_ratio: float, n_steps: int = 8) -> pl.DataFrame:
+    return pl.DataFrame([{"model": "finetune", "step": s, "layer": layer, "grad_norm": 1e-3,
+                          "weight_norm": 5.0, "update_ratio": update_ratio, "nan_count": 0, "inf_count": 0}
+                         for s in range(n_steps) for layer in ("encoder.layer.5.output.dense.weight",
+                                                               "item_proj.weight")])
+
+
+HEALTHY = dict(drift=[0.97, 0.95, 0.94, 0.935, 0.93, 0.93], val=[0.20, 0.24, 0.26, 0.27, 0.275, 0.28],
+               aniso=[0.3, 0.31, 0.31, 0.32, 0.32, 0.32], aniso0=[0.3] * 6, loss=[5.0, 4.5, 4.2, 4.0, 3.9, 3.8])
+
+
+def codes(table, grads=None) -> list[str]:
+    return [f.code for f in diagnose(DiagnosisInputs(curves=table, grad_stats=grads), CFG)]
+
+
+def test_a_healthy_fine_tuning_run_raises_no_encoder_finding():
+    assert not [c for c in codes(curves(**HEALTHY), grad_rows(1e-3)) if c.startswith(("ENCODER", "TEXT_", "FINE"))]
+
+
+def test_forgetting_needs_the_jump_and_the_fall():
+    found = encoder_forgetting(DiagnosisInputs(curves=curves(drift=[0.2, 0.1, 0.1], val=[0.2, 0.1, 0.05])), CFG)
+    assert [(f.code, f.severity) for f in found] == [("ENCODER_FORGETTING", "critical")]
+    assert found[0].evidence["first_epoch_jump"] == pytest.approx(0.8)
+    assert {e.param for e in found[0].remedy.edits} >= {"model.finetune.encoder_lr", "model.finetune.train_layers"}
+    # a big jump with a rising validation curve, or a falling curve without a jump: no finding
+    assert not encoder_forgetting(DiagnosisInputs(curves=curves(drift=[0.2, 0.1], val=[0.1, 0.2])), CFG)
+    assert not encoder_forgetting(DiagnosisInputs(curves=curves(drift=[0.99, 0.98], val=[0.2, 0.1])), CFG)
+
+
+def test_not_learning_needs_trained_blocks_without_drift_and_updates():
+    table = curves(drift=[1.0, 1.0, 1.0], val=[0.1, 0.1, 0.1])
+    found = encoder_not_learning(DiagnosisInputs(curves=table, grad_stats=grad_rows(1e-9)), CFG)
+    assert [f.code for f in found] == ["ENCODER_NOT_LEARNING"] and found[0].evidence["blocks"] == [5]
+    assert found[0].remedy.edits[0].factor == 10.0
+    assert not encoder_not_learning(DiagnosisInputs(curves=table, grad_stats=grad_rows(1e-3)), CFG)
+    frozen = grad_rows(1e-9).filter(~pl.col("layer").str.starts_with("encoder"))      # train_layers=0
+    assert not encoder_not_learning(DiagnosisInputs(curves=table, grad_stats=frozen), CFG)
+
+
+def test_finetune_overfitting_needs_drift_after_the_best_epoch():
+    val = [0.2, 0.3, 0.31, 0.3, 0.26, 0.22, 0.2]
+    drifting = curves(drift=[0.99, 0.97, 0.95, 0.9, 0.85, 0.8, 0.75], val=val)
+    found = finetune_overfitting(DiagnosisInputs(curves=drifting), CFG)
+    assert [f.code for f in found] == ["FINETUNE_OVERFITTING"]
+    assert found[0].evidence["drift_at_best"] > found[0].evidence["drift_last"]
+    still = curves(drift=[0.95] * 7, val=val)
+    assert not finetune_overfitting(DiagnosisInputs(curves=still), CFG)
+
+
+def test_text_collapse_is_relative_to_the_pretrained_spread():
+    assert [f.severity for f in text_collapse(DiagnosisInputs(curves=curves(aniso=[0.5, 0.97], aniso0=[0.4] * 2)),
+                                               CFG)] == ["critical"]
+    # an encoder that starts anisotropic (a random BERT: 0.98) and stays so has not collapsed
+    assert not text_collapse(DiagnosisInputs(curves=curves(aniso=[0.98, 0.985], aniso0=[0.98] * 2)), CFG)
+
+
+# ----- representation measures -----------------------------------------------------------------------------
+
+def test_cka_hand_computed_and_mean_cosine_and_anisotropy():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    y = torch.tensor([[1.0], [0.0], [0.0]])
+    # centred: X^T Y = (2/3, -1/3) -> 5/9; ||X^T X||_F = sqrt(90)/9; Y^T Y = 6/9 -> CKA = 5/(2 sqrt(10))
+    assert linear_cka(x, y) == pytest.approx(5 / (2 * 10 ** 0.5))
+    assert mean_cosine(x[:2], torch.tensor([[1.0, 1.0], [0.0, -1.0]])) == pytest.approx((2 ** -0.5 - 1) / 2)
+    assert anisotropy(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])) == pytest.approx(2 ** -0.5 * 2 / 3)
+
+
+matrices = st.integers(0, 10_000).map(
+    lambda seed: torch.randn(12, 5, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+
+
+@settings(max_examples=30, deadline=None)
+@given(matrices, st.integers(0, 10_000), st.floats(0.1, 50.0))
+def test_cka_properties(x, seed, scale):
+    generator = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(5, 5, generator=generator, dtype=torch.float64))   # orthogonal
+    y = torch.randn(12, 3, generator=generator, dtype=torch.float64)
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x @ q, y) == pytest.approx(linear_cka(x, y), abs=1e-9)
+    assert linear_cka(scale * x, y) == pytest.approx(linear_cka(x, y), abs=1e-9)
+    assert linear_cka(x, y) == pytest.approx(linear_cka(y, x), abs=1e-12)
+    assert 0.0 <= linear_cka(x, y) <= 1.0 + 1e-12
+    stretch = torch.diag(torch.tensor([100.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64))          # not an orthogonal map
+    assert linear_cka(x @ stretch, x) < 0.999
