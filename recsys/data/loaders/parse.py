@@ -219,7 +219,10 @@ def to_seconds(frame: pl.DataFrame, column: str, file: str, *, unit: str = "s",
         integers = text.cast(pl.Int64, strict=False)
         failed = raw.is_not_null() & numbers.is_null()
         if failed.any() and allow_datetime_text:
-            parsed = text.str.to_datetime(strict=False, time_zone=None)
+            try:
+                parsed = text.str.to_datetime(strict=False, time_zone=None)
+            except pl.exceptions.ComputeError:     # polars finds no date-time format that fits any value
+                parsed = pl.Series(column, [None] * len(text), dtype=pl.Datetime("us"))
             if parsed.is_not_null().any():
                 seconds = parsed.dt.epoch("s")
                 failed = raw.is_not_null() & seconds.is_null()
