@@ -80,6 +80,7 @@ TABLE_DOCS: dict[str, str] = {
     "trials": "one row per Tune trial: round, config, metrics, status, stop point, originating remedy",
     "rankings": "one row per (run, dataset, split, protocol, segment, metric, k, model): the model's rank there",
     "insights": "one row per plain-language line comparing models: its kind, the models, segments and numbers",
+    "external_lists": "one row per (run, dataset, list, split): what became of a list from outside (eval.external)",
 }
 
 TABLES: dict[str, pa.Schema] = {
@@ -313,6 +314,30 @@ TABLES: dict[str, pa.Schema] = {
              "effect: model - other_model on segment (tradeoff), segment - overall value (best/worst_segment), rank spread (rank_change)"),
         _col("p_value", pa.float64(), "adjusted p-value of the claimed difference (tradeoff); null otherwise"),
         _col("text", pa.string(), "the line as printed", required=True),
+    ]),
+    "external_lists": pa.schema([
+        _run_id(),
+        _dataset(),
+        _col("model", pa.string(), "the list's name (eval.external name), as in metrics", required=True),
+        _split(),
+        _col("path", pa.string(), "the list file", required=True),
+        _col("format", pa.string(), "file format read: parquet, csv, tsv or trec"),
+        _col("status", pa.string(), "evaluated, or why the list was not evaluated on the split", required=True),
+        _col("n_rows", pa.int64(), "rows in the file"),
+        _col("n_users", pa.int64(), "distinct users in the file"),
+        _col("n_unknown_users", pa.int64(), "distinct user ids of the file not in the dataset's user map (their rows are dropped)"),
+        _col("n_unknown_user_rows", pa.int64(), "rows of unknown users"),
+        _col("n_unknown_items", pa.int64(), "distinct item ids not in the dataset's item map, among rows of known users (dropped)"),
+        _col("n_unknown_item_rows", pa.int64(), "rows of known users with an unknown item"),
+        _col("n_duplicate_rows", pa.int64(), "repeated (user, item) rows beyond the first (the highest score is kept)"),
+        _col("n_seen_dropped", pa.int64(), "rows of items the user has seen (train; train and val on test), dropped as models mask them"),
+        _col("n_rank_conflicts", pa.int64(), "users whose rank column disagrees with their scores (scores order the list)"),
+        _col("n_outside_split_users", pa.int64(), "listed users without a held-out item in the split (not evaluated)"),
+        _col("n_split_users", pa.int64(), "users of the split evaluated (at least one held-out item not seen)"),
+        _col("n_missing_users", pa.int64(), "evaluated users with no row in the file: an empty list, zero hits, part of every average"),
+        _col("n_short_lists", pa.int64(), "evaluated users in the file whose list has fewer than k items after dropping"),
+        _col("k", pa.int32(), "list length evaluated: the largest eval.k"),
+        _col("unavailable_metrics", pa.string(), "comma-separated metrics a list cannot have (auc needs every item's score)"),
     ]),
 }
 

@@ -24,6 +24,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "report.md"
 DESIGN_TABLES = [
     "runs", "datasets", "metrics", "user_metrics", "recommendations", "comparisons",
     "curves", "grad_stats", "findings", "feature_importance", "embedding_health", "trials", "rankings", "insights",
+    "external_lists",
 ]
 
 
