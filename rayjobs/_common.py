@@ -97,14 +97,17 @@ def _terminate(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def entry_point(task):
+def entry_point(task=None, *, stages: list[str] | None = None):
     """``@hydra.main`` of the project's config, with the command line checked before Hydra sees it.
 
-    A misspelt or unknown setting (``+`` or not, at any depth), a value of the wrong type
-    or a setting out of range ends the process with one ``error:`` line naming the setting
-    and exit code 2, before anything runs (:mod:`rayjobs._overrides`, :func:`recsys.checks.check_config`).
-    Called with a DictConfig (tests), it runs ``task`` directly.
+    A misspelt or unknown setting (``+`` or not, at any depth), a value of the wrong type,
+    a setting out of range or settings that disagree for the entry point's ``stages``
+    (default: every stage) end the process with one ``error:`` line naming the setting and
+    exit code 2, before anything runs (:mod:`rayjobs._overrides`, :func:`recsys.checks.check_config`).
+    Called with a DictConfig (tests), the decorated function runs ``task`` directly.
     """
+    if task is None:
+        return lambda function: entry_point(function, stages=stages)
     import functools
 
     import hydra
@@ -119,7 +122,7 @@ def entry_point(task):
         from recsys.errors import RecsysError
 
         try:
-            check_command_line(sys.argv[1:])
+            check_command_line(sys.argv[1:], stages)
         except RecsysError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)

@@ -65,11 +65,12 @@ def given_settings(argv: list[str]) -> set[str]:
         return set()
 
 
-def check_command_line(argv: list[str]) -> RecsysConfig | None:
+def check_command_line(argv: list[str], stages: list[str] | None = None) -> RecsysConfig | None:
     """Check the command line and compose it; the checked config, or None when Hydra's flags take over.
 
     Raises :class:`ConfigError` for the first bad override, a composition Hydra refuses, or a
-    setting :func:`recsys.checks.check_config` finds out of range.
+    setting :func:`recsys.checks.check_config` finds out of range or in disagreement for ``stages``
+    (default: every stage).
     """
     overrides = command_line_overrides(argv)
     if overrides is None:
@@ -78,7 +79,7 @@ def check_command_line(argv: list[str]) -> RecsysConfig | None:
     cfg = compose_checked([o for o in overrides if not _is_hydra(o)])
     from recsys.checks import check_config
 
-    check_config(cfg, stages=(), explicit=given_settings(argv))
+    check_config(cfg, stages=stages, explicit=given_settings(argv))
     return cfg
 
 
@@ -139,7 +140,8 @@ def _parse(overrides: list[str]) -> list:
         try:
             parsed += parser.parse_overrides([line])
         except OverrideParseException as err:
-            reason = " ".join(str(err).split("\n")[1:2]).strip() or "not key=value"
+            lines = [t.strip() for t in str(err).split("\n")[1:] if t.strip() and not t.startswith("See ")]
+            reason = lines[0] if lines else "not key=value"
             key = line.split("=", 1)[0].lstrip("+~") if "=" in line else line
             raise ConfigError(f"cannot read the override {line!r} ({reason})", setting=key or None,
                               hint="write key=value, e.g. train.lr=0.01; quote a value holding spaces, commas, "

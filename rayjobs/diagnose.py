@@ -25,7 +25,7 @@ def stages_through_diagnose() -> list[str]:
     return stages_through("diagnose")
 
 
-@entry_point
+@entry_point(stages=stages_through("diagnose"))
 def main(cfg: DictConfig) -> None:
     run_entry(lambda config: run_stages(config, stages_through_diagnose()), cfg)
 

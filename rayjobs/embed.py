@@ -15,7 +15,7 @@ from rayjobs._common import entry_point, run_entry
 from recsys.pipeline import run_stages
 
 
-@entry_point
+@entry_point(stages=["prepare", "embed"])
 def main(cfg: DictConfig) -> None:
     run_entry(lambda config: run_stages(config, ["prepare", "embed"]), cfg)
 

@@ -15,7 +15,7 @@ from recsys.pipeline import run_stages
 STAGES = ["prepare", "embed", "train"]
 
 
-@entry_point
+@entry_point(stages=STAGES)
 def main(cfg: DictConfig) -> None:
     run_entry(lambda config: run_stages(config, STAGES), cfg)
 

@@ -23,7 +23,7 @@ def stages_through_tune() -> list[str]:
     return stages_through("tune")
 
 
-@entry_point
+@entry_point(stages=stages_through("tune"))
 def main(cfg: DictConfig) -> None:
     run_entry(lambda config: run_stages(config, stages_through_tune()), cfg)
 
