@@ -172,3 +172,24 @@ def checked_scorer(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         return scores
 
     return checked
+
+
+def check_model(model: nn.Module) -> None:
+    """A freshly built model honours the contract's shape: it can score, and train if it says it trains.
+
+    >>> check_model(nn.Linear(2, 2))
+    Traceback (most recent call last):
+    ...
+    recsys.errors.ConfigError: setting 'models': model 'Linear' has no scorer(). What to do: give it scorer() -> score(users) -> (B, n_items); see docs/models.md
+    """
+    name = getattr(model, "name", None) or type(model).__name__
+    if not callable(getattr(model, "scorer", None)):
+        raise ConfigError(f"model '{name}' has no scorer()", setting="models",
+                          hint="give it scorer() -> score(users) -> (B, n_items); see docs/models.md")
+    for attribute in ("n_users", "n_items"):
+        if not isinstance(getattr(model, attribute, None), int):
+            raise ConfigError(f"model '{name}' has no integer {attribute}", setting="models",
+                              hint="subclass recsys.models.base.Recommender, which sets it")
+    if getattr(model, "trainable", True) and training_kind(model) is None:
+        raise ConfigError(f"model '{name}' is trainable but has neither forward(batch) nor loss(batch, generator)",
+                          setting="models", hint="add one (docs/models.md), or set trainable = False")

@@ -9,13 +9,14 @@ Three ways in, all explicit:
 
 ``Target`` is a :class:`ModelSpec`, or a model class with a ``Config`` dataclass
 attribute and a constructor ``Target(config, inputs)`` (its name: a ``name`` class
-attribute, else the class name in snake case). ``ModelSettings`` (the typed
+attribute, else the class name in snake case; its tuning ranges: an optional
+``search_space`` class attribute, in ``configs/tune`` leaf form). ``ModelSettings`` (the typed
 ``model.<name>.*`` section) is derived from the registered specs, so a plugin's
 settings are checked like a built-in's. A plugin that cannot be imported or breaks the
 contract gives a :class:`~recsys.errors.ConfigError` naming the plugin.
 
->>> sorted(MODELS)[:5]
-['content', 'finetune', 'lightgcn', 'mf', 'pop']
+>>> [spec.name for spec in BUILTINS][:5]
+['pop', 'mf', 'content', 'two_tower', 'sasrec']
 >>> from recsys.models.base import tiny_inputs
 >>> build_model("mf", ModelSettings().mf, tiny_inputs()).n_items
 4
@@ -39,6 +40,7 @@ import torch.nn as nn
 
 from recsys.errors import ConfigError
 from recsys.models.base import ModelInputs
+from recsys.models.contract import check_model
 from recsys.models.content import ContentConfig, ContentModel
 from recsys.models.finetune import FineTune, FineTuneConfig
 from recsys.models.lightgcn import LightGCN, LightGCNConfig
@@ -66,6 +68,7 @@ class ModelSpec:
     config_type: type
     builder: Callable[[Any, ModelInputs], nn.Module]
     target: Optional[str] = None
+    search_space: Optional[dict] = None       # {setting: {type: ..., ...}}: ranges the tune stage may search
 
     def __post_init__(self) -> None:
         where = self.target or self.name
@@ -144,7 +147,8 @@ def spec_from_target(target: str, name: Optional[str] = None) -> ModelSpec:
                               hint="add `Config = MyConfig` (a @dataclass with defaults) to the class, "
                                    "or register a ModelSpec")
         own_name = obj.__dict__.get("name")
-        spec = ModelSpec(own_name if isinstance(own_name, str) else snake_case(obj.__name__), config_type, obj)
+        spec = ModelSpec(own_name if isinstance(own_name, str) else snake_case(obj.__name__), config_type, obj,
+                         target=target, search_space=getattr(obj, "search_space", None))
     else:
         raise ConfigError(f"plugin {target} is a {type(obj).__name__}, not a model class or ModelSpec",
                           setting="models", hint="point at the model class or a recsys.models.registry.ModelSpec")
@@ -265,6 +269,7 @@ def build_model(name: str, config, inputs: ModelInputs) -> nn.Module:
         raise ConfigError(f"plugin {spec.target}: model '{name}' built a {type(model).__name__}, not a torch.nn.Module",
                           setting="models", hint="a model is a torch.nn.Module (subclass recsys.models.base.Recommender)")
     model.name = name
+    check_model(model)
     return model
 
 

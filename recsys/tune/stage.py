@@ -35,6 +35,7 @@ from recsys.tune.rounds import Retrained, SearchResult, Steps, directed_search, 
 from recsys.tune.settings import get_setting
 from recsys.tune.space import Space, for_model, space_from_mapping
 from recsys.tune.trial import TEMPLATE, TrialContext, with_trial_settings
+from recsys.models.registry import get_spec
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ class TuneRun:
         self.evaluation: Evaluation = run.require("evaluation", "tune")
         epochs = min(cfg.epochs, self.cfg.train.epochs) if cfg.epochs else self.cfg.train.epochs
         self.context = TrialContext(self.cfg, self.model, self.data, {None: item_text}, epochs=max(1, epochs),
-                                    threads=max(1, int(self.tcfg.cpus_per_trial)))
+                                    threads=max(1, int(self.tcfg.cpus_per_trial)),
+                                    plugin=get_spec(self.model).target)
         self.trained: dict[str, FullTraining] = {self.training_key({}): self._baseline_training()}
 
     # ------------------------------------------------------------ inputs
@@ -259,6 +261,18 @@ def mean_on_test_split(rows: dict, column: str) -> Optional[float]:
     return float(values.mean()) if values.size else None
 
 
+def model_space(space: dict, model: str) -> dict:
+    """``tune.space``, plus the model's own ``search_space`` (its :class:`ModelSpec`) where the space has none.
+
+    A plugin brings the ranges of its settings; ``tune.space.model.<name>`` entries, when given, win.
+    """
+    own = get_spec(model).search_space
+    models = dict(space.get("model") or {})
+    if not own or models.get(model):
+        return space
+    return {**space, "model": {**models, model: own}}
+
+
 def stage_tune(run: RunState) -> None:
     """Search ``tune.model`` as ``tune.mode`` says; write trials, metrics, comparisons, findings; print a summary."""
     cfg: TuneConfig = run.cfg.tune
@@ -276,7 +290,7 @@ def stage_tune(run: RunState) -> None:
     from recsys.tune.report import summary_text, write_results
 
     state = TuneRun(run, load_item_text(run), cfg)
-    default = for_model(space_from_mapping(cfg.space), state.model)
+    default = for_model(space_from_mapping(model_space(cfg.space, state.model)), state.model)
     if not default:
         raise ConfigError(f"the search space has no parameter for {state.model}", setting="tune.space",
                           hint=f"add tune.space.train.* or tune.space.model.{state.model}.* entries")

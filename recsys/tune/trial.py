@@ -48,6 +48,7 @@ class TrialContext:
     vectors: dict[Optional[str], Optional[np.ndarray]]   # None: the run's own item vectors
     epochs: Optional[int] = None                          # most epochs of a trial; None: train.epochs
     threads: int = 1
+    plugin: Optional[str] = None                          # a plugin model's import path (pkg.module:Class)
 
 
 def with_trial_settings(cfg: RecsysConfig, settings: Mapping[str, Any]) -> RecsysConfig:
@@ -90,8 +91,10 @@ def item_vectors_for(ctx: TrialContext, settings: Mapping[str, Any]) -> Optional
 
 def run_trial(settings: Mapping[str, Any], ctx: TrialContext, report: Callable[[dict], None]) -> FitState:
     """Train ``ctx.model`` with ``settings``; ``report`` gets ``{val_ndcg, best_val_ndcg, epoch, status, finished}``."""
+    from recsys.models.registry import ensure_registered
     from recsys.train.stage import new_model
 
+    ensure_registered(ctx.model, ctx.plugin)              # a trial runs in a Ray worker: import a plugin there
     cfg = trial_config(ctx, settings)
     model = new_model(ctx.model, cfg.model.for_model(ctx.model), ctx.data, item_vectors_for(ctx, settings),
                       cfg.train.seed)

@@ -51,6 +51,12 @@ class NeuMF(Recommender):
     """GMF ⊙ branch + MLP branch, fused; trained by its own pointwise loss."""
 
     Config = NeuMFConfig          # what recsys builds `model.neumf.*` settings from
+    search_space = {              # what the tune stage may search (tune.space.model.neumf overrides it)
+        "dim": {"type": "choice", "values": [16, 32, 64]},
+        "mlp_width": {"type": "choice", "values": [32, 64, 128]},
+        "negatives": {"type": "int", "low": 2, "high": 8},
+        "dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
+    }
 
     def __init__(self, config: NeuMFConfig, inputs: ModelInputs) -> None:
         super().__init__(inputs)
