@@ -43,3 +43,8 @@ class TestExampleNeuMF(ModelContract):
 def test_the_example_plugin_is_installed_in_the_test_environment():
     """`make setup` installs examples/neumf; its entry point registers it in every process."""
     assert "neumf" in SPECS and SPECS["neumf"].target == "recsys_neumf.model:NeuMF"
+
+
+class TestTextGraph(ModelContract):
+    model_name = "textgraph"
+    text_dim = 8
