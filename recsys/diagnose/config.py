@@ -46,7 +46,8 @@ class GradientThresholds:
 
 @dataclass
 class CurveThresholds:
-    """``curves`` rules: NaN loss, divergence, plateau, oscillation, over/underfitting, early stopping."""
+    """``curves`` rules: NaN loss, divergence, plateau, oscillation, over/underfitting, early stopping,
+    stopped too early."""
 
     min_points: int = 4                     # fewer points in a series: it is not judged
     smooth_window: int = 3                  # trailing mean over epoch-level points
@@ -73,6 +74,10 @@ class CurveThresholds:
     early_stop_min_points: int = 5
     early_stop_lost_gain: float = 0.25      # gain after the simulated stop, as a share of the total gain
     early_stop_noise_ratio: float = 0.5     # median |epoch-to-epoch change| / total gain of the metric
+    stopped_min_points: int = 2             # validation points needed to call a run stopped too early
+    stopped_window: int = 3                 # epochs back the recent gain is measured from
+    stopped_recent_gain: float = 0.03       # (last - that point) / |that point|, last being the best (warning)
+    stopped_recent_gain_critical: float = 0.15
 
 
 @dataclass

@@ -56,6 +56,7 @@ RULES: dict[str, RuleSpec] = {
     "overfitting": RuleSpec(fitting.overfitting, ("curves",), ("OVERFITTING",)),
     "underfitting": RuleSpec(fitting.underfitting, ("curves", "metrics"), ("UNDERFITTING",)),
     "early_stop_unstable": RuleSpec(fitting.early_stop_unstable, ("curves",), ("EARLY_STOP_UNSTABLE",)),
+    "stopped_too_early": RuleSpec(fitting.stopped_too_early, ("curves",), ("STOPPED_TOO_EARLY",)),
     "dead_rows_from_health": RuleSpec(embeddings.dead_rows_from_health, ("embedding_health",),
                                       ("DEAD_EMBEDDING_ROWS",)),
     "dimensional_collapse": RuleSpec(embeddings.dimensional_collapse, ("embedding_health",),

@@ -48,6 +48,7 @@ CODES: dict[str, CodeInfo] = {
     "OVERFITTING": CodeInfo("curves", "model", "validation metric falls while training loss still falls"),
     "UNDERFITTING": CodeInfo("curves", "model", "near the popularity baseline with a high training loss"),
     "EARLY_STOP_UNSTABLE": CodeInfo("curves", "training", "the early-stopping point is decided by noise"),
+    "STOPPED_TOO_EARLY": CodeInfo("curves", "training", "the validation metric still rose when the epochs ran out"),
     "DIMENSIONAL_COLLAPSE": CodeInfo("embeddings", "embedding", "vectors use few of their dimensions"),
     "NORM_POPULARITY_COUPLING": CodeInfo("embeddings", "embedding", "item vector norms track popularity"),
     "ANISOTROPIC_TEXT_VECTORS": CodeInfo("embeddings", "embedding", "text vectors point in one direction"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+import polars as pl
 
 from recsys.diagnose.config import DiagnoseConfig
 from recsys.diagnose.curves import loss_view, smoothed_final
@@ -179,4 +180,57 @@ def early_stop_unstable(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Fi
                    "learning rate, or validate on more users.",
                    {"param": "train.patience", "op": "add", "value": 2},
                    {"param": "train.lr", "op": "scale_range", "factor": 0.5})))
+    return out
+
+
+def stopped_too_early(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]:
+    """STOPPED_TOO_EARLY: the validation metric was still rising when the epoch budget ran out.
+
+    With at least ``curves.stopped_min_points`` finite validation points, the raw best
+    is the last point (so early stopping cannot have ended the run: the budget did) and
+    its relative gain over the point ``curves.stopped_window`` epochs before (the first
+    point when there are fewer) is ``>= curves.stopped_recent_gain`` (critical at
+    ``curves.stopped_recent_gain_critical``), whatever the distance to popularity. A unit
+    whose training loss went non-finite is left to NAN_LOSS.
+
+    >>> import polars as pl
+    >>> from recsys.diagnose.inputs import prepare
+    >>> rows = pl.DataFrame({"model": "mf", "step": [9, 19, 29], "epoch": [0, 1, 2],
+    ...                      "name": "val/ndcg@10", "value": [0.05, 0.10, 0.14]})
+    >>> [(f.code, f.severity) for f in stopped_too_early(DiagnosisInputs(curves=prepare(rows, "curves")),
+    ...                                                  DiagnoseConfig())]
+    [('STOPPED_TOO_EARLY', 'critical')]
+    """
+    t = cfg.curves
+    out = []
+    for where, rows, val in _val_units(inputs, cfg):
+        if val is None or len(val) < max(t.stopped_min_points, 2):
+            continue
+        losses = rows.filter(pl.col("name").str.contains("loss"))["value"].to_numpy().astype(np.float64)
+        if not np.isfinite(losses).all():                                 # a diverged run: NAN_LOSS says it
+            continue
+        y = val.y
+        last = float(y[-1])
+        if int(np.argmax(y)) != len(y) - 1 or np.sum(y == last) > 1:      # best epoch is not (only) the last
+            continue
+        before = float(y[max(len(y) - 1 - t.stopped_window, 0)])
+        if before <= 0 and last <= 0:
+            continue
+        gain = (last - before) / max(abs(before), 1e-12)
+        if gain < t.stopped_recent_gain:
+            continue
+        severity = "critical" if gain >= t.stopped_recent_gain_critical else "warning"
+        window = min(t.stopped_window, len(y) - 1)
+        out.append(Finding(
+            "STOPPED_TOO_EARLY", severity, {**where, "series": val.name},
+            f"{val.name} was still rising when training stopped: its best is the last {val.unit} "
+            f"({int(val.x[-1])}), {fmt(100 * gain)}% above {window} {val.unit}(s) before",
+            {"best_epoch": int(val.x[-1]), "unit": val.unit, "epochs": len(y), "last_value": last,
+             "value_before": before, "window": window, "recent_rel_gain": gain,
+             "stopped_recent_gain": t.stopped_recent_gain,
+             "stopped_recent_gain_critical": t.stopped_recent_gain_critical},
+            remedy("The epoch budget ran out while the model was still improving: train for more epochs "
+                   "or with a higher learning rate.",
+                   {"param": "train.epochs", "op": "scale_range", "factor": 2.0},
+                   {"param": "train.lr", "op": "scale_range", "factor": 2.0})))
     return out
