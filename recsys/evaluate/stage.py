@@ -12,6 +12,11 @@ protocol of ``eval.protocol``), then write
 - ``comparisons``: paired tests of accuracy metrics and AUC between models, on
   ``all`` and every user segment (see :func:`comparison_rows`).
 
+Recommendation lists from outside (``eval.external``, :mod:`recsys.evaluate.external`)
+are evaluated next to the models under their own names, on the splits they are given
+for, into the same tables (without AUC), plus one ``external_lists`` row per list and
+split with what was counted and dropped.
+
 ``run.evaluation`` (:class:`~recsys.run_state.Evaluation`) keeps the context, the rows
 ``{model: {split: MetricRows}}``, the user segments and the item groups for diagnose and tune.
 """
@@ -186,49 +191,79 @@ def _context(run: RunState, cfg: EvalConfig) -> EvalContext:
     return EvalContext.from_prepared(run.prepared, load_item_text(run), cfg)
 
 
-def stage_evaluate(run: RunState) -> None:
-    """Evaluate ``run.models`` on ``run.prepared``: metrics, user_metrics, recommendations, comparisons."""
-    run.require("prepared", "evaluate")
-    models = run.require("models", "evaluate")
-    cfg: EvalConfig = run.cfg.eval
-    check_eval_config(cfg)
-    from recsys.train.checkpoint import load_model
-
-    ctx = _context(run, cfg)
-    dataset = ctx.dataset
+def evaluation_segments(ctx: EvalContext, cfg: EvalConfig) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+    """``({split: {segment: user_idx}}, {item group: item mask})`` of ``eval.splits``."""
     segments = {}
     for split in cfg.splits:
         relevant, _ = ctx.masks(split)
         segments[split] = user_segments(ctx, np.flatnonzero(relevant.counts()), cold_start_max=cfg.cold_start_max,
                                         max_attribute_values=cfg.max_attribute_values)
     groups = item_groups(ctx, head_fraction=cfg.long_tail_head_fraction, max_attribute_values=cfg.max_attribute_values)
-    log.info("evaluating %s on %s/%s (%s ranking, engine %s)", ", ".join(models), dataset, ",".join(cfg.splits),
-             cfg.protocol, cfg.engine)
-    rows = evaluate_models({name: load_model(record.path) for name, record in models.items()}, ctx, cfg)
+    return segments, groups
+
+
+def write_evaluation(writer, rows: Mapping[str, Mapping[str, MetricRows]], ctx: EvalContext, cfg: EvalConfig,
+                     segments: Mapping[str, Mapping[str, np.ndarray]],
+                     groups: Mapping[str, np.ndarray]) -> dict[tuple[str, str], list[dict]]:
+    """Write metrics, user_metrics, recommendations and comparisons of ``rows`` (``{model or list: {split: rows}}``).
+
+    A model or list without rows for a split (a list given for test only) is left
+    out of that split. Returns the ``metrics`` rows per (name, split) for :func:`summary_table`.
+    """
+    dataset = ctx.dataset
     labels = {"dataset": dataset}
     summaries: dict[tuple[str, str], list[dict]] = {}
-    for name in models:
+    for name in rows:
         for split in cfg.splits:
+            if split not in rows[name]:
+                continue
             result = rows[name][split]
             summary = metric_rows(result, ctx, split, cfg, segments[split], groups)
             summaries[(name, split)] = summary
-            run.writer.write("metrics", [dict(row, model=name, **labels) for row in summary])
+            writer.write("metrics", [dict(row, model=name, **labels) for row in summary])
             frame = user_metric_frame(result, ctx).with_columns(
                 pl.lit(dataset).alias("dataset"), pl.lit(name).alias("model"), pl.lit(split).alias("split"),
                 pl.lit(cfg.protocol).alias("protocol"))
-            run.writer.write("user_metrics", frame)
+            writer.write("user_metrics", frame)
             if cfg.save_topk and cfg.protocol == "full":
                 for chunk in recommendation_frames(result, ctx, split):
-                    run.writer.write("recommendations", chunk.with_columns(
+                    writer.write("recommendations", chunk.with_columns(
                         pl.lit(dataset).alias("dataset"), pl.lit(name).alias("model"), pl.lit(split).alias("split")))
             if result.n_excluded:
                 log.info("%s/%s: %d users excluded (every held-out item already seen)", name, split, result.n_excluded)
     if len(rows) > 1 and cfg.baseline is not None and cfg.baseline not in rows:
         log.info("baseline %r was not evaluated; comparing every pair of %s", cfg.baseline, ", ".join(rows))
     for split in cfg.splits:
-        if len(rows) > 1:
-            found = comparison_rows({name: rows[name][split] for name in rows}, split, cfg, segments[split])
-            run.writer.write("comparisons", [dict(row, **labels) for row in found])
+        by_name = {name: rows[name][split] for name in rows if split in rows[name]}
+        if len(by_name) > 1:
+            found = comparison_rows(by_name, split, cfg, segments[split])
+            writer.write("comparisons", [dict(row, **labels) for row in found])
+    return summaries
+
+
+def stage_evaluate(run: RunState) -> None:
+    """Evaluate ``run.models`` and the lists of ``eval.external`` on ``run.prepared`` (see the module doc)."""
+    run.require("prepared", "evaluate")
+    cfg: EvalConfig = run.cfg.eval
+    check_eval_config(cfg)
+    models = run.models if cfg.external else run.require("models", "evaluate")
+    from recsys.train.checkpoint import load_model
+
+    ctx = _context(run, cfg)
+    dataset = ctx.dataset
+    segments, groups = evaluation_segments(ctx, cfg)
+    log.info("evaluating %s on %s/%s (%s ranking, engine %s)",
+             ", ".join([*models, *dict.fromkeys(entry.name for entry in cfg.external)]), dataset,
+             ",".join(cfg.splits), cfg.protocol, cfg.engine)
+    rows = evaluate_models({name: load_model(record.path) for name, record in models.items()}, ctx, cfg) \
+        if models else {}
+    if cfg.external:
+        from recsys.evaluate.external import evaluate_lists
+
+        listed, counts = evaluate_lists(cfg.external, ctx, cfg, models=list(models))
+        rows.update(listed)
+        run.writer.write("external_lists", [dict(found.row(), dataset=dataset) for found in counts])
+    summaries = write_evaluation(run.writer, rows, ctx, cfg, segments, groups)
     run.evaluation = Evaluation(context=ctx, rows=rows, segments=segments, item_groups=groups)
     print(f"evaluation of {dataset} ({cfg.protocol} ranking):")
     print(summary_table(summaries, list(cfg.k)))
