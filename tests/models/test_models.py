@@ -10,14 +10,14 @@ import torch.nn.functional as F
 
 from recsys.errors import ConfigError
 from recsys.models.base import Batch, ModelInputs, tiny_inputs
-from recsys.models.registry import MODELS, ModelSettings, build_model
+from recsys.models.registry import BUILTINS, ModelSettings, build_model
 from recsys.train.batching import epoch_examples
 from recsys.train.losses import softmax_loss
 from tests.train.blocks import block_data
 
 # finetune is built over cached token states of real item texts: tests/models/test_finetune.py runs
 # these contract checks on it with a tiny BERT
-BUILT_FROM_INPUTS = [n for n in sorted(MODELS) if n != "finetune"]
+BUILT_FROM_INPUTS = [spec.name for spec in BUILTINS if spec.name != "finetune"]   # plugins: test_contract.py
 
 SMALL = ModelSettings()
 SMALL.mf = replace(SMALL.mf, dim=8)

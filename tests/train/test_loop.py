@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from recsys.models.registry import MODELS, ModelSettings, build_model
+from recsys.models.registry import BUILTINS, ModelSettings, build_model
 from recsys.train.checkpoint import LocalCheckpoints, load_checkpoint, load_model
 from recsys.train.config import TrainConfig
 from recsys.train.loop import fit, validate
@@ -42,7 +42,7 @@ def pop_ndcg(blocks):
     return validate(build("pop", data, text), data, CFG)
 
 
-@pytest.mark.parametrize("name, loss", [(n, "softmax") for n in sorted(MODELS) if n not in ("pop", "finetune")]  # finetune: test_finetune.py
+@pytest.mark.parametrize("name, loss", [(s.name, "softmax") for s in BUILTINS if s.name not in ("pop", "finetune")]  # finetune: test_finetune.py
                          + [("mf", "sampled_softmax"), ("mf", "bpr"), ("two_tower", "sampled_softmax")])
 def test_models_learn_the_block_structure(name, loss, blocks, pop_ndcg):
     """Loss goes down and validation NDCG reaches the group level (~0.7), far above popularity (~0.1)."""
