@@ -16,7 +16,7 @@ from recsys.tune.settings import get_setting
 from recsys.tune.space import for_model, space_from_mapping
 from recsys.tune.trial import TrialContext, run_trial
 
-MODELS = ("mf", "content", "two_tower", "sasrec")
+MODELS = ("mf", "content", "two_tower", "sasrec", "lightgcn", "textgraph")
 
 
 def _default_space():
