@@ -2,7 +2,9 @@
 
 ``recsys report list | show | query | compare | export | html`` read the Parquet
 report tables that runs leave behind (docs/report.md), from local directories or
-``s3://``/``gs://`` URIs. Errors print one line on stderr and exit with 2.
+``s3://``/``gs://`` URIs. ``recsys evaluate --lists FILE --dataset DIR`` evaluates
+recommendation lists made elsewhere (:mod:`recsys.evaluate.cli`). Errors print one
+line on stderr and exit with 2.
 
 >>> main(["report", "list", "--runs", "no-such-reports/*"])
 2
@@ -18,6 +20,7 @@ import polars as pl
 
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.evaluate.config import SIGNIFICANCE_TESTS
+from recsys.evaluate import cli as evaluate_cli
 from recsys.report import cli_runs
 from recsys.report.cli_output import FORMATS, TABLE_ROWS_DEFAULT, print_frame, short_path
 from recsys.report.reader import list_runs, query
@@ -129,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="rankings, insights or both (default; table format only)")
     _add_output_options(compare)
     compare.set_defaults(handler=_cmd_compare)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate recommendation lists from outside on a prepared "
+                                                    "dataset and write a report directory")
+    evaluate_cli.add_arguments(evaluate)
     return parser
 
 

@@ -137,3 +137,45 @@ def test_a_list_for_test_only_beside_no_models(evaluated, tmp_path):
                                      & (pl.col("segment") == "all") & (pl.col("metric") == "ndcg"))
     ndcg = tables["metrics"].filter((pl.col("segment") == "all") & (pl.col("metric") == "ndcg"))
     assert ndcg.sort("k")["value"].to_list() == pytest.approx(own_ndcg.sort("k")["value"].to_list(), abs=1e-12)
+
+
+def test_cli_evaluates_lists_on_a_prepared_dataset_into_a_report_that_report_show_reads(evaluated, tmp_path,
+                                                                                           capsys):
+    from recsys.cli import main
+
+    root, prepared, _, own, _, _ = evaluated
+    out = tmp_path / "cli"
+    code = main(["evaluate", "--lists", f"mf={root / 'mf-test.parquet'}", "--lists", str(root / "pop-test.trec"),
+                 "--dataset", str(prepared.path), "--k", "5", "10", "--out", str(out), "--bootstrap-samples", "50"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "NDCG@10" in printed.out and f"report: {out}" in printed.out
+    assert main(["report", "show", str(out)]) == 0
+    summary = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in summary.splitlines() if line.strip()}
+    assert "succeeded" in lines["status"] and "external_lists" in lines
+    assert "mf" in lines["models"] and "pop-test" in lines["models"], lines["models"]
+    assert main(["report", "show", str(out), "external_lists", "--format", "csv"]) == 0
+    assert "pop-test" in capsys.readouterr().out
+    tables = load_tables(str(out))
+    assert set(tables["metrics"]["model"]) == {"mf", "pop-test"} and set(tables["metrics"]["split"]) == {"test"}
+    key = (pl.col("split") == "test") & (pl.col("segment") == "all") & (pl.col("metric") == "ndcg") & (pl.col("k") == 10)
+    assert tables["metrics"].filter(key & (pl.col("model") == "mf"))["value"].item() == pytest.approx(
+        own["metrics"].filter(key & (pl.col("model") == "mf"))["value"].item(), abs=1e-12)
+    assert tables["comparisons"].height > 0 and tables["datasets"].height > 0
+    assert main(["report", "html", str(out)]) == 0 and (out / "report.html").exists()
+
+
+def test_cli_refuses_a_bad_list_with_one_line_and_writes_no_report(evaluated, tmp_path, capsys):
+    from recsys.cli import main
+
+    root, prepared, _, _, _, _ = evaluated
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,item_id,score\nu,i,NaN\n")
+    out = tmp_path / "never"
+    code = main(["evaluate", "--lists", str(bad), "--dataset", str(prepared.path), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "column 'score'" in err and str(bad) in err
+    assert not out.exists()
+    assert main(["evaluate", "--lists", str(bad), "--dataset", str(tmp_path)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
