@@ -15,7 +15,7 @@ from rayjobs._plugins import preload_plugins
 preload_plugins(sys.argv[1:])          # before recsys.config derives the model.<name> schema from the registry
 
 from recsys.config import RecsysConfig, register_configs  # noqa: E402
-from recsys.console import LogConfig, close_run_log, run_log_path, setup_logging
+from recsys.console import LogConfig, NativeStderrFilter, close_run_log, run_log_path, setup_logging
 from recsys.runtime import user_error
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
@@ -65,10 +65,11 @@ def run_entry(main, cfg: DictConfig) -> None:
     # run is recorded as failed instead of being left 'running'.
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        config = to_config(cfg)
-        _check(config)
-        setup_logging(config.log)
-        main(config)
+        with NativeStderrFilter():                     # Ray's C++ core logs to fd 2: the run's log file
+            config = to_config(cfg)
+            _check(config)
+            setup_logging(config.log)
+            main(config)
     except Exception as exc:  # noqa: BLE001 - reported here, once, in the project's words
         sys.exit(report_failure(exc))
     finally:

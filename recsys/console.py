@@ -25,7 +25,10 @@ on the console too.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,6 +327,71 @@ def setup_worker_logging() -> None:
 WORKER_SETUP_HOOK = f"{__name__}.setup_worker_logging"
 
 
+class NativeStderrFilter:
+    """Inside, lines Ray's C++ core writes straight to this process's stderr go to the run's log file.
+
+    Ray's core worker in the driver logs its errors (``[... E pid tid] core_worker.cc:...``)
+    to file descriptor 2, past Python's logging. Inside this context, fd 2 is a pipe read
+    by a thread: such lines become records of ``ray.core`` (the log file; the console in
+    debug), every other byte goes to the real stderr. Leaving restores fd 2 and drains the pipe.
+
+    >>> bool(NativeStderrFilter.NATIVE.match("[2026-12-07 19:17:49,803 E 5843 5843] core_worker.cc:2465: x"))
+    True
+    """
+
+    NATIVE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\] \S+\.(cc|h):\d+")
+
+    def __init__(self) -> None:
+        self.saved: int | None = None
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> "NativeStderrFilter":
+        try:
+            sys.stderr.flush()
+            target = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):   # no real stderr (a notebook, a captured stream)
+            return self
+        if target != 2:
+            return self
+        self.saved = os.dup(2)
+        reader, writer = os.pipe()
+        os.dup2(writer, 2)
+        os.close(writer)
+        self.thread = threading.Thread(target=self._pump, args=(reader, self.saved), daemon=True,
+                                       name="recsys-native-stderr")
+        self.thread.start()
+        return self
+
+    def _pump(self, reader: int, out: int) -> None:
+        native = logging.getLogger("ray.core")
+        with os.fdopen(reader, "rb", buffering=0) as pipe:
+            pending = b""
+            while chunk := pipe.read(65536):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    text = raw.decode("utf-8", errors="replace")
+                    if self.NATIVE.match(text):
+                        native.info("%s", text)
+                    else:
+                        os.write(out, raw + b"\n")
+            if pending:
+                os.write(out, pending)
+
+    def __exit__(self, *exc) -> None:
+        if self.saved is None:
+            return
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(self.saved, 2)                   # the pipe's last writer here closes: the thread reads to its end
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        os.close(self.saved)
+        self.saved = None
+
+
 # --- stage lines -----------------------------------------------------------------------------------------
 
 
@@ -470,7 +538,7 @@ def _diagnose_summary(run) -> str:
 
 def _tune_summary(run) -> str:
     if not run.tune:
-        return ""
+        return "" if run.cfg is None or run.cfg.tune.enabled else "skipped (tune.enabled=false)"
     parts = []
     for mode, result in run.tune.items():
         trials = sum(len(r.trials) for r in result.rounds)

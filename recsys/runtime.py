@@ -95,6 +95,8 @@ def init_ray(cfg: RayConfig) -> dict:
             ray.init(address=address, log_to_driver=cfg.log_to_driver, runtime_env=env)
     quiet_ray_data()
     capture_ray_output()
+    # Tune's legacy output engine at verbose=0 prints nothing; the newer one still prints each search's header
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     return dict(ray.cluster_resources())
 
 

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from recsys.console import ProgressLine
 from recsys.evaluate.config import EvalConfig, check_eval_config
 from recsys.evaluate.context import EvalContext, evaluate_split, split_users
 from recsys.evaluate.rows import MetricRows, combine, evaluable_users, shard_users
@@ -114,12 +115,15 @@ def evaluate_many_ray(models: Mapping, ctx: EvalContext, splits: list[str], cfg:
                                      num_cpus=cpus,
                                      fn_constructor_args=({"models": refs, "ctx": ctx_ref}, cfg, tasks,
                                                           max(1, int(cpus))))
+        progress = ProgressLine(sum(len(item["users"]) for item in items), "evaluate", unit="user rankings")
         for out in mapped.iter_batches(batch_size=None, batch_format="numpy"):
             task = np.asarray(out["task"])
+            progress.update(len(task))
             for t in np.unique(task):
                 keep = task == t
                 columns = {name: np.asarray(value)[keep] for name, value in out.items() if name != "task"}
                 parts[int(t)].append(MetricRows.from_batch(columns, ctx.n_items))
+        progress.close()
     result: dict[str, dict[str, MetricRows]] = {name: {} for name in models}
     for t, (name, split) in enumerate(tasks):
         if len(unscored[split]) or not parts[t]:

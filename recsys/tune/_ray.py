@@ -53,6 +53,9 @@ def _searcher(mode: str, cfg: TuneConfig, seed: int, budget: int, parallel: int,
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    optuna.logging.disable_default_handler()      # Optuna's lines go where the run's logging sends them
+    optuna.logging.enable_propagation()
+
     startup = cfg.startup_trials or max(2, budget // 3)
     return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
                         points_to_evaluate=points)
@@ -116,6 +119,39 @@ def outcome_of(result: Any, max_epochs: int) -> TrialOutcome:
     return out
 
 
+def trial_progress(budget: int, label: str):
+    """A Tune callback (on the driver) that shows the trials finished so far (:class:`recsys.console.ProgressLine`)."""
+    from ray.tune import Callback
+
+    from recsys.console import ProgressLine
+
+    class TrialProgress(Callback):
+        def __init__(self) -> None:
+            self.progress: Optional[ProgressLine] = None
+
+        def setup(self, **info) -> None:
+            self.progress = ProgressLine(budget, label, unit="trials")
+
+        def _one_done(self) -> None:
+            if self.progress is not None:
+                self.progress.update(1)
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self._one_done()
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self._one_done()
+
+        def on_experiment_end(self, trials, **info) -> None:
+            if self.progress is not None:
+                self.progress.close()
+
+        def __getstate__(self) -> dict:           # Tune pickles its run config: the bar stays here
+            return {"progress": None}
+
+    return TrialProgress()
+
+
 def run_search(space: Space, context: TrialContext, cfg: TuneConfig, *, mode: str, budget: int, seed: int,
                storage: str | Path, name: str, start: Optional[dict] = None,
                start_label: str = "baseline") -> list[TrialOutcome]:
@@ -140,6 +176,7 @@ def run_search(space: Space, context: TrialContext, cfg: TuneConfig, *, mode: st
                                     search_alg=searcher, num_samples=budget,
                                     max_concurrent_trials=None if mode == "undirected" else parallel),
         run_config=tune.RunConfig(name=name, storage_path=str(Path(storage).resolve()), verbose=0,
+                                  callbacks=[trial_progress(budget, f"tune {mode}")],
                                   failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)),
     )
     log.info("tune: %s search, %d trials, at most %d epochs each", mode, budget, max_epochs)
