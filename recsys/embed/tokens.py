@@ -68,21 +68,19 @@ class ItemTokens:
 
 
 def resolve_layers(train_layers: int, n_layers: int, setting: str = "model.finetune.train_layers") -> int:
-    """How many top layers train: ``-1`` means all of them; anything outside ``[-1, n_layers]`` is an error.
+    """How many top layers train: ``train_layers``, at most all ``n_layers`` (so e.g. 99 means all of them).
 
-    >>> resolve_layers(-1, 6), resolve_layers(2, 6)
+    >>> resolve_layers(99, 6), resolve_layers(2, 6)
     (6, 2)
-    >>> resolve_layers(7, 6)
+    >>> resolve_layers(-1, 6)
     Traceback (most recent call last):
     ...
-    recsys.errors.ConfigError: setting 'model.finetune.train_layers': the encoder has 6 transformer layers, cannot train 7. What to do: use 0..6, or -1 for all
+    recsys.errors.ConfigError: setting 'model.finetune.train_layers': cannot train -1 layers. What to do: use 0 (frozen) .. 6, or any larger number for all 6
     """
-    if train_layers == -1:
-        return n_layers
-    if not 0 <= train_layers <= n_layers:
-        raise ConfigError(f"the encoder has {n_layers} transformer layers, cannot train {train_layers}",
-                          setting=setting, hint=f"use 0..{n_layers}, or -1 for all")
-    return train_layers
+    if train_layers < 0:
+        raise ConfigError(f"cannot train {train_layers} layers", setting=setting,
+                          hint=f"use 0 (frozen) .. {n_layers}, or any larger number for all {n_layers}")
+    return min(int(train_layers), n_layers)
 
 
 def extended_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

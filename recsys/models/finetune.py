@@ -4,8 +4,9 @@ Item tower: ``e_i = normalize(W · pool(top_k(S_i)) + id(i))``, where ``S_i`` ar
 item ``i``'s token states entering layer ``L - k``, cached once per catalogue by
 :mod:`recsys.embed.tokens`, ``top_k`` the encoder's top ``k`` transformer layers
 (trained), ``pool`` mean or [CLS]. ``train_layers = 0`` is the frozen encoder
-(only ``W`` and the ID vectors train), ``-1`` trains every transformer layer (the
-word embeddings stay frozen: their output is what is cached).
+(only ``W`` and the ID vectors train); a value at or above the encoder's layer count
+(e.g. 99) trains every transformer layer (the word embeddings stay frozen: their
+output is what is cached).
 
 User tower, as ``two_tower`` with ``history_vectors=separate``: the mean over the
 user's last ``max_history`` training items of ``V · pretrained_i + hid(i)``, then
@@ -53,7 +54,7 @@ PROBE_ITEMS = 256          # items whose per-layer representations are compared 
 
 @dataclass
 class FineTuneConfig:
-    train_layers: int = 1           # k: top transformer layers trained; 0 = frozen encoder, -1 = all layers
+    train_layers: int = 1           # k: top transformer layers trained; 0 = frozen encoder, >= layer count: all
     pooling: str = "mean"           # mean | cls over the top layer's tokens
     max_tokens: int = 32            # tokens per item text (cached states are (items, max_tokens, hidden))
     dim: int = 64                   # output vector size of both towers
@@ -79,7 +80,7 @@ def check_finetune(config: FineTuneConfig) -> None:
               ("temperature", config.temperature > 0), ("negatives", config.negatives >= 0),
               ("encoder_lr", config.encoder_lr > 0), ("layer_decay", 0 < config.layer_decay <= 1),
               ("warmup_steps", config.warmup_steps >= 0), ("encode_batch", config.encode_batch >= 1),
-              ("train_layers", config.train_layers >= -1)]
+              ("train_layers", config.train_layers >= 0)]
     for name, ok in checks:
         if not ok:
             raise ConfigError(f"value {getattr(config, name)!r} is out of range", setting=f"model.finetune.{name}",

@@ -92,7 +92,7 @@ def test_cache_is_reused_and_keyed_by_what_decides_the_states(bert, tmp_path):
     assert load_item_tokens(first.directory).identity["max_tokens"] == 16
 
 
-@pytest.mark.parametrize("train_layers, pooling", [(0, "mean"), (1, "mean"), (-1, "mean"), (1, "cls")])
+@pytest.mark.parametrize("train_layers, pooling", [(0, "mean"), (1, "mean"), (99, "mean"), (1, "cls")])
 def test_trained_layers_over_cached_states_reproduce_the_whole_encoder(bert, tmp_path, train_layers, pooling):
     """Before training, the item text vectors equal the full encoder's pooled output (independent path)."""
     tokens = tokens_for(bert, tmp_path, train_layers=train_layers, pooling=pooling)
@@ -104,14 +104,14 @@ def test_trained_layers_over_cached_states_reproduce_the_whole_encoder(bert, tmp
     assert torch.allclose(text, torch.from_numpy(reference), atol=1e-5)
     assert torch.allclose(tokens.pretrained, torch.from_numpy(reference), atol=1e-5)
     n_blocks = len(model.encoder.layer)
-    assert n_blocks == {0: 0, 1: 1, -1: 2}[train_layers]
+    assert n_blocks == {0: 0, 1: 1, 99: 2}[train_layers]
 
 
 def test_bad_settings_name_the_setting(bert, cache_root):
     tokens = tokens_for(bert, cache_root)
     data = topic_world()
     with pytest.raises(ConfigError, match="model.finetune.train_layers"):
-        tokens_for(bert, cache_root, train_layers=3)
+        tokens_for(bert, cache_root, train_layers=-1)
     with pytest.raises(ConfigError, match="model.finetune.token_cache"):
         build(tokens, data, train_layers=2)                 # the cache starts at layer 1, not 0
     with pytest.raises(ConfigError, match="model.finetune.token_cache"):
@@ -169,7 +169,7 @@ def test_checkpoint_holds_weights_not_token_states_and_reloads_the_same_model(be
 
 def test_optimizer_groups_per_block_with_decay_and_warmup(bert, cache_root):
     data = topic_world()
-    model = build(tokens_for(bert, cache_root, train_layers=-1), data, train_layers=-1, encoder_lr=1e-4,
+    model = build(tokens_for(bert, cache_root, train_layers=99), data, train_layers=99, encoder_lr=1e-4,
                   layer_decay=0.5, warmup_steps=4)
     optimizer = make_optimizer(model, TrainConfig(lr=1e-2))
     by_name = {g["name"]: g for g in optimizer.param_groups}
