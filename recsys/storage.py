@@ -13,10 +13,17 @@ usual way (``AWS_*`` environment variables, ``?endpoint_override=`` in the URI, 
 ('LocalFileSystem', '/tmp/reports')
 >>> join("s3://bucket/reports", "run-1", "metrics")
 's3://bucket/reports/run-1/metrics'
+
+A query string configures the filesystem (``?endpoint_override=...&scheme=http``), so
+every location derived from a URI keeps it at the end:
+
+>>> join("s3://bucket/reports?endpoint_override=127.0.0.1:9000", "run-1", "metrics")
+'s3://bucket/reports/run-1/metrics?endpoint_override=127.0.0.1:9000'
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -59,11 +66,38 @@ def resolve(location: str | Path, setting: str | None = None):
     return fs, path
 
 
+def split_query(location: str | Path) -> tuple[str, str]:
+    """A URI's ``(location without the query, "?query" or "")``; a local path has no query.
+
+    >>> split_query("s3://b/dir?region=eu-west-1"), split_query("/tmp/a?b")
+    (('s3://b/dir', '?region=eu-west-1'), ('/tmp/a?b', ''))
+    """
+    if not is_uri(location):
+        return str(location), ""
+    base, mark, query = str(location).partition("?")
+    return base, mark + query
+
+
 def join(location: str | Path, *parts: str) -> str:
-    """``location`` with ``parts`` appended, keeping a URI a URI (``/`` separators)."""
+    """``location`` with ``parts`` appended, keeping a URI a URI (``/`` separators, query string last).
+
+    >>> join("gs://b/x/", "/y/", "z.parquet")
+    'gs://b/x/y/z.parquet'
+    """
     if is_uri(location):
-        return "/".join([str(location).rstrip("/"), *(p.strip("/") for p in parts)])
+        base, query = split_query(location)
+        return "/".join([base.rstrip("/"), *(str(p).strip("/") for p in parts)]) + query
     return str(Path(location, *parts))
+
+
+def basename(location: str | Path) -> str:
+    """The last name in a location (a URI's query string is not part of it).
+
+    >>> basename("s3://bucket/dir/meta_Books.json.gz?region=x"), basename("/data/ml/ratings.csv")
+    ('meta_Books.json.gz', 'ratings.csv')
+    """
+    base, _ = split_query(location)
+    return base.rstrip("/").rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]
 
 
 # ---------------------------------------------------------------- files on any filesystem
@@ -72,13 +106,14 @@ def join(location: str | Path, *parts: str) -> str:
 def parent(location: str | Path) -> str:
     """The directory holding ``location`` (a URI stays a URI).
 
-    >>> parent("s3://bucket/reports/run-1/metrics/part-1.parquet")
-    's3://bucket/reports/run-1/metrics'
+    >>> parent("s3://bucket/reports/run-1/metrics/part-1.parquet?region=x")
+    's3://bucket/reports/run-1/metrics?region=x'
     >>> parent("/tmp/a/b")
     '/tmp/a'
     """
     if is_uri(location):
-        return str(location).rstrip("/").rsplit("/", 1)[0]
+        base, query = split_query(location)
+        return base.rstrip("/").rsplit("/", 1)[0] + query
     return str(Path(location).parent)
 
 

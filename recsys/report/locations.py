@@ -8,7 +8,7 @@ pyarrow's filesystems understand (``s3://``, ``gs://``, ``file://``, see
 that filesystem. ``gs://`` takes exactly the same code path as ``s3://``.
 
 A query string on the URI (``s3://bucket/reports?endpoint_override=http://127.0.0.1:9000``)
-configures the filesystem and is kept on every path below it.
+configures the filesystem and is kept on every path below it (as :func:`recsys.storage.join` does).
 
 >>> p = as_location("s3://bucket/reports?region=eu-west-1") / "run-1" / "metrics"
 >>> str(p), p.name, p.fs_path
@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys.report.writer import publish_atomic
-from recsys.storage import is_uri, resolve
+from recsys.storage import is_uri, resolve, split_query
 
 GLOB_CHARS = frozenset("*?[")
 
@@ -48,8 +48,8 @@ class RemotePath:
 
     @classmethod
     def parse(cls, text: str) -> RemotePath:
-        base, _, query = text.partition("?")
-        return cls(base.rstrip("/") if base.count("/") > 2 else base, f"?{query}" if query else "")
+        base, query = split_query(text)
+        return cls(base.rstrip("/") if base.count("/") > 2 else base, query if query != "?" else "")
 
     def __truediv__(self, name: str) -> RemotePath:
         return RemotePath(f"{self.uri.rstrip('/')}/{name.strip('/')}", self.query)

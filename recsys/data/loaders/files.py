@@ -3,7 +3,9 @@
 A *location* is a string: a local path (``data/ml-1m/ratings.dat``) or a URI that
 :meth:`pyarrow.fs.FileSystem.from_uri` understands (``file:///data/x``,
 ``s3://bucket/x``, ``gs://bucket/x``). Locations stay strings so they can be sent
-to other processes; every function here resolves them again.
+to other processes; every function here resolves them again. Joining, naming and
+resolving locations is :mod:`recsys.storage`'s (one place for the whole project);
+this module adds what reading a publisher's files needs (listing, gzip, UTF-8, hashes).
 
 >>> import tempfile, pathlib
 >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -24,7 +26,9 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from recsys.errors import DataError
+from recsys import storage
+from recsys.errors import ConfigError, DataError
+from recsys.storage import basename, is_uri, join  # noqa: F401 - the loaders' location helpers live in storage
 
 _CHUNK = 8 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -39,17 +43,10 @@ class FileEntry:
     size: int
 
 
-def is_uri(location: str) -> bool:
-    """True when ``location`` names a filesystem by scheme (``s3://...``, ``file://...``).
-
-    >>> is_uri("s3://bucket/ratings.csv"), is_uri("data/ratings.csv")
-    (True, False)
-    """
-    return "://" in str(location)
-
-
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem holding ``location`` and the path inside it.
+    """The filesystem holding ``location`` and the path inside it (:func:`recsys.storage.resolve`).
+
+    A location that cannot be opened is a :class:`DataError` naming it (it is an input file).
 
     >>> fs, path = resolve("file:///tmp")
     >>> type(fs).__name__, path
@@ -59,38 +56,14 @@ def resolve(location: str) -> tuple[pafs.FileSystem, str]:
     if not is_uri(location):
         return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(location))
     try:
-        return pafs.FileSystem.from_uri(location)
-    except (OSError, ValueError, TypeError) as err:
+        return storage.resolve(location)
+    except ConfigError as err:
         raise DataError(
-            f"cannot open this location ({err})",
+            f"cannot open this location ({err.problem})",
             file=location,
             hint="use a local path or a URI pyarrow.fs understands (file://, s3://, gs://, hdfs://) "
             "and check credentials and network access",
         ) from None
-
-
-def join(location: str, name: str) -> str:
-    """The location of ``name`` inside the directory ``location`` (URIs keep their scheme and query).
-
-    >>> join("s3://bucket/ml?region=eu-west-1", "ratings.csv")
-    's3://bucket/ml/ratings.csv?region=eu-west-1'
-    >>> join("/data/ml", "ratings.csv")
-    '/data/ml/ratings.csv'
-    """
-    location = str(location)
-    if not is_uri(location):
-        return os.path.join(location, name)
-    base, sep, query = location.partition("?")
-    return base.rstrip("/") + "/" + name.lstrip("/") + sep + query
-
-
-def basename(location: str) -> str:
-    """The file name at the end of a location.
-
-    >>> basename("s3://bucket/dir/meta_Books.json.gz?region=x")
-    'meta_Books.json.gz'
-    """
-    return str(location).partition("?")[0].rstrip("/").rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]
 
 
 def file_type(location: str) -> pafs.FileType:
