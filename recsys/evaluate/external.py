@@ -191,9 +191,12 @@ def _unavailable(cfg: EvalConfig) -> str:
 
 
 def evaluate_lists(lists: Sequence[ExternalListConfig], ctx: EvalContext, cfg: EvalConfig,
-                   models: Sequence[str] = ()) -> tuple[dict[str, dict[str, MetricRows]], list[ListCounts]]:
+                   models: Sequence[str] = (), *, several_datasets: bool = False,
+                   ) -> tuple[dict[str, dict[str, MetricRows]], list[ListCounts]]:
     """``({name: {split: MetricRows}}, counts)`` of ``lists`` on the splits of ``cfg.splits`` they answer.
 
+    Lists tied to another dataset (``dataset`` set to another label than ``ctx.dataset``)
+    are left out; in a run of ``several_datasets`` every list must name its dataset.
     A list whose split is not evaluated, or any list under a sampled protocol, gets a
     counts row with the reason in ``status`` and no metric rows; every non-zero count
     is logged as a warning. ``models`` are the trained models' names (a list may not
@@ -201,7 +204,11 @@ def evaluate_lists(lists: Sequence[ExternalListConfig], ctx: EvalContext, cfg: E
     """
     check_eval_config(cfg)
     check_external_lists(lists)
-    taken = sorted({entry.name for entry in lists} & set(models))
+    unplaced = [i for i, entry in enumerate(lists) if not entry.dataset]
+    if several_datasets and unplaced:
+        raise ConfigError("the run has several datasets and the list does not say which it is for",
+                          setting=f"eval.external[{unplaced[0]}].dataset", hint="set dataset: <the dataset's label>")
+    taken = sorted({entry.name for entry in lists if entry.dataset in ("", ctx.dataset)} & set(models))
     if taken:
         raise ConfigError(f"list name(s) {taken} are also trained models' names", setting="eval.external",
                           hint="name the lists differently (e.g. prod_ranker)")
@@ -209,6 +216,8 @@ def evaluate_lists(lists: Sequence[ExternalListConfig], ctx: EvalContext, cfg: E
     counts: list[ListCounts] = []
     frames: dict[tuple[str, str], pl.DataFrame] = {}
     for entry in lists:
+        if entry.dataset and entry.dataset != ctx.dataset:
+            continue
         fmt = detect_format(entry.path, entry.format)
         label = ListCounts(model=entry.name, split=entry.split, path=str(entry.path), format=fmt,
                            k=max(cfg.k), unavailable_metrics=_unavailable(cfg))

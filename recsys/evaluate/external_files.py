@@ -48,7 +48,9 @@ SCHEMA = {"user_id": pl.Utf8, "item_id": pl.Utf8, "score": pl.Float64, "rank": p
 class ExternalListConfig:
     """One list of ``eval.external``: its name in the report, where it is, its format, the split it answers.
 
-    The same ``name`` may appear once per split (a system's val and test lists).
+    The same ``name`` may appear once per split and dataset (a system's val and test
+    lists). ``dataset`` (a dataset's label) ties the list to one dataset of a run with
+    several (``datasets=[...]``); left empty, the list belongs to the run's only dataset.
 
     >>> ExternalListConfig(name="prod", path="lists/prod.parquet").split
     'test'
@@ -58,6 +60,7 @@ class ExternalListConfig:
     path: str = ""
     format: str = "auto"        # auto | parquet | csv | tsv | trec
     split: str = "test"         # val | test: the split whose users the list recommends to
+    dataset: str = ""           # label of the dataset the list is for ("": the run's only dataset)
 
 
 def check_external_lists(lists) -> None:
@@ -66,7 +69,7 @@ def check_external_lists(lists) -> None:
     >>> check_external_lists([ExternalListConfig("a", "a.csv"), ExternalListConfig("a", "a.csv")])
     Traceback (most recent call last):
     ...
-    recsys.errors.ConfigError: setting 'eval.external': list 'a' is given twice for split 'test'. What to do: give each (name, split) once
+    recsys.errors.ConfigError: setting 'eval.external': list 'a' is given twice for split 'test'. What to do: give each (name, split, dataset) once
     """
     seen = set()
     for i, entry in enumerate(lists):
@@ -83,10 +86,11 @@ def check_external_lists(lists) -> None:
         if entry.split not in LIST_SPLITS:
             raise ConfigError(f"unknown split {entry.split!r} for list '{entry.name}'", setting=f"{where}.split",
                               hint=f"use one of {', '.join(LIST_SPLITS)}")
-        if (entry.name, entry.split) in seen:
-            raise ConfigError(f"list '{entry.name}' is given twice for split '{entry.split}'",
-                              setting="eval.external", hint="give each (name, split) once")
-        seen.add((entry.name, entry.split))
+        if (entry.name, entry.split, entry.dataset) in seen:
+            raise ConfigError(f"list '{entry.name}' is given twice for split '{entry.split}'"
+                              + (f" of dataset '{entry.dataset}'" if entry.dataset else ""),
+                              setting="eval.external", hint="give each (name, split, dataset) once")
+        seen.add((entry.name, entry.split, entry.dataset))
 
 
 def detect_format(path: str, fmt: str = "auto") -> str:

@@ -139,3 +139,14 @@ def test_shuffling_the_rows_changes_nothing_and_lists_follow_the_rules(train, va
         if user in expected:
             listed = [i for i in rows.topk_items[row].tolist() if i >= 0]
             assert listed == expected[user]
+
+
+def test_lists_of_several_datasets_name_theirs(tmp_path):
+    path = tmp_path / "l.csv"
+    tiny_list().write_csv(path)
+    ctx = tiny()                                                          # dataset label "arrays"
+    lists = [ExternalListConfig("ext", str(path), dataset="arrays"), ExternalListConfig("ext", str(path), dataset="b")]
+    rows, counts = evaluate_lists(lists, ctx, EvalConfig(k=[2], splits=["test"]), several_datasets=True)
+    assert list(rows) == ["ext"] and len(counts) == 1
+    with pytest.raises(ConfigError, match=r"eval\.external\[0\]\.dataset"):
+        evaluate_lists([ExternalListConfig("ext", str(path))], ctx, EvalConfig(k=[2]), several_datasets=True)
