@@ -12,6 +12,7 @@ Layout (one directory per fingerprint)::
     <cache_root>/tokens-<key>/mask.npy        (N, T) uint8: 1 for a real token
     <cache_root>/tokens-<key>/pretrained.npy  (N, H) float32: the pretrained encoder's pooled output (all layers)
     <cache_root>/tokens-<key>/item_ids.json   the items in row order (item_idx order of the dataset)
+    <cache_root>/tokens-<key>/texts.json      their texts (another layer split or token length derives from them)
 
 ``key`` fingerprints the encoder's content hash, the template, ``max_tokens``,
 ``layer_from``, the pooling and the hash of every item's text in order, so any
@@ -208,12 +209,32 @@ def cache_item_tokens(texts: list[str], item_ids: list[str], encoder_dir: str | 
     _save_npy(mask, directory / "mask.npy")
     _save_npy(pretrained, directory / "pretrained.npy")
     (directory / "item_ids.json").write_text(json.dumps([str(i) for i in item_ids]))
+    (directory / "texts.json").write_text(json.dumps(list(texts)))
     tmp = directory / f".{IDENTITY}.tmp"
     tmp.write_text(json.dumps(dict(identity, encoder_dir=str(encoder_dir)), indent=2, sort_keys=True))
     os.replace(tmp, directory / IDENTITY)
     log.info("token states of %s items (layers %d.. of %d trained) written to %s", f"{len(texts):,}",
              n_layers - k, n_layers, directory)
     return load_item_tokens(directory, encoder_dir)
+
+
+def derive_item_tokens(tokens: ItemTokens, train_layers: int, max_tokens: int, pooling: str) -> ItemTokens:
+    """The same catalogue's token states for other settings, beside ``tokens`` in its cache root
+    (computed once, then found by fingerprint): a search over ``train_layers`` or ``max_tokens``
+    needs only the first cache's directory."""
+    k = resolve_layers(train_layers, tokens.n_layers)
+    if (tokens.layer_from == tokens.n_layers - k and tokens.states.shape[1] == max_tokens
+            and tokens.identity.get("pooling") == pooling):
+        return tokens
+    if tokens.directory is None or not (Path(tokens.directory) / "texts.json").exists():
+        raise ConfigError("these token states cannot be re-derived for other settings (no texts.json)",
+                          setting="model.finetune.token_cache", hint="leave it null: the train stage fills it")
+    directory = Path(tokens.directory)
+    texts = json.loads((directory / "texts.json").read_text())
+    item_ids = json.loads((directory / "item_ids.json").read_text())
+    return cache_item_tokens(texts, item_ids, tokens.encoder_dir, tokens.identity["encoder_sha256"],
+                             cache_root=directory.parent, train_layers=k, max_tokens=max_tokens, pooling=pooling,
+                             template=tokens.identity.get("template", ""))
 
 
 def load_item_tokens(directory: str | Path, encoder_dir: str | Path | None = None) -> ItemTokens:

@@ -24,7 +24,8 @@ evaluation (``item_vectors``) re-encode the whole catalogue with the current lay
 Buffers: the token states are *not* saved in checkpoints (they are large:
 N x max_tokens x hidden floats); ``token_cache`` names their cache directory, the
 train stage fills it, and :func:`~recsys.train.checkpoint.load_model` reads them
-back from there. Checkpoints hold the trained layers, the projections and IDs.
+back from there. Settings that need other states (``train_layers``, ``max_tokens``,
+``pooling`` changed by a search) derive them from the texts kept in that cache, once. Checkpoints hold the trained layers, the projections and IDs.
 
 Learning rates: :meth:`FineTune.optimizer_groups` puts each trained block in its
 own group at ``encoder_lr * layer_decay**depth`` (depth 0 = top block) with a
@@ -43,7 +44,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recsys.embed.encoder import pool
-from recsys.embed.tokens import ItemTokens, load_encoder, load_item_tokens, resolve_layers, run_layers
+from recsys.embed.tokens import (ItemTokens, derive_item_tokens, load_encoder, load_item_tokens, resolve_layers,
+                                 run_layers)
 from recsys.errors import ConfigError
 from recsys.models.base import (PAD, Batch, ModelInputs, Output, Recommender, history_windows, id_embedding,
                                  item_id_index, masked_mean, mlp)
@@ -105,11 +107,8 @@ class FineTune(Recommender):
             raise ConfigError(f"the token cache holds {tokens.n_items} items, the dataset {inputs.n_items}",
                               setting="model.finetune.token_cache", hint="leave it null: the train stage fills it")
         k = resolve_layers(config.train_layers, tokens.n_layers)
-        if tokens.layer_from != tokens.n_layers - k or tokens.states.shape[1] != config.max_tokens:
-            raise ConfigError(f"the token cache starts at layer {tokens.layer_from} with "
-                              f"{tokens.states.shape[1]} tokens; train_layers={config.train_layers} and "
-                              f"max_tokens={config.max_tokens} need layer {tokens.n_layers - k}",
-                              setting="model.finetune.token_cache", hint="leave it null: the train stage fills it")
+        # another layer split, token length or pooling: the same catalogue's states for them (cached once)
+        tokens = derive_item_tokens(tokens, config.train_layers, config.max_tokens, config.pooling)
         self.spec = dict(self.spec, token_cache=tokens.directory)
         _, encoder = load_encoder(tokens.encoder_dir)
         # the trained blocks keep their numbers: parameters are named encoder.layer.<N>.*

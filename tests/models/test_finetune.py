@@ -107,13 +107,14 @@ def test_trained_layers_over_cached_states_reproduce_the_whole_encoder(bert, tmp
     assert n_blocks == {0: 0, 1: 1, 99: 2}[train_layers]
 
 
-def test_bad_settings_name_the_setting(bert, cache_root):
+def test_bad_settings_name_the_setting_and_other_splits_derive_their_states(bert, cache_root):
     tokens = tokens_for(bert, cache_root)
     data = topic_world()
     with pytest.raises(ConfigError, match="model.finetune.train_layers"):
         tokens_for(bert, cache_root, train_layers=-1)
-    with pytest.raises(ConfigError, match="model.finetune.token_cache"):
-        build(tokens, data, train_layers=2)                 # the cache starts at layer 1, not 0
+    other = build(tokens, data, train_layers=2, max_tokens=12)      # the cache starts at layer 1 with 16 tokens
+    assert other.spec["token_cache"] != tokens.directory and other.token_states.shape == (N_ITEMS, 12, 32)
+    assert len(other.encoder.layer) == 2
     with pytest.raises(ConfigError, match="model.finetune.token_cache"):
         build_model("finetune", FineTuneConfig(), data.model_inputs())
     with pytest.raises(ConfigError, match="model.finetune.pooling"):
