@@ -190,3 +190,40 @@ def test_an_unexpected_error_shows_its_traceback_once_and_the_log_path(tmp_path,
     assert stop.value.code == 1
     assert (out + err).count("Traceback") == 1 and "ZeroDivisionError: not a user error" in err
     assert f"{tmp_path / 'run' / 'run.log'}" in err.splitlines()[-1]
+
+
+def _fail_in_worker(config: dict) -> None:
+    from recsys.errors import DataError
+
+    raise DataError("3 rows have no item id", file=config["file"], column="item_id", hint="fix the file")
+
+
+def test_a_recsys_error_in_a_ray_train_worker_or_an_actor_is_found_behind_rays_wrappers(
+        tmp_path, ray_forwarding_worker_output):
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from recsys.errors import DataError
+    from recsys.runtime import user_error
+
+    trainer = TorchTrainer(_fail_in_worker, train_loop_config={"file": "events.csv"},
+                           scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+                           run_config=RunConfig(name="fails", storage_path=str(tmp_path),
+                                                failure_config=FailureConfig(max_failures=0)))
+    with pytest.raises(Exception) as trained:
+        trainer.fit()
+    found = user_error(trained.value)
+    assert isinstance(found, DataError) and found is not trained.value
+    assert (found.file, found.column) == ("events.csv", "item_id")
+
+    @ray.remote(num_cpus=0)
+    class Reader:
+        def read(self) -> None:
+            _fail_in_worker({"file": "items.parquet"})
+
+    with pytest.raises(Exception) as read:
+        ray.get(Reader.remote().read.remote())
+    found = user_error(read.value)
+    assert isinstance(found, DataError) and found.file == "items.parquet"
+    assert str(found) == "items.parquet, column 'item_id': 3 rows have no item id. What to do: fix the file"
