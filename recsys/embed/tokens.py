@@ -317,3 +317,14 @@ def with_token_cache(model_config, prepared, cfg, *, engine: str = "local"):
     tokens = catalogue_tokens(prepared, cfg.encoder, token_cache_root(cfg), train_layers=model_config.train_layers,
                               max_tokens=model_config.max_tokens, pooling=model_config.pooling, engine=engine)
     return replace(model_config, token_cache=tokens.directory)
+
+
+def with_run_token_cache(cfg, prepared, model: str):
+    """The run settings ``cfg`` with ``model.finetune.token_cache`` filled when ``model`` is finetune
+    (a search's trials then derive whatever other states their settings need from that cache)."""
+    from dataclasses import replace
+
+    if model != "finetune":
+        return cfg
+    finetune = with_token_cache(cfg.model.finetune, prepared, cfg)
+    return replace(cfg, model=replace(cfg.model, finetune=finetune))

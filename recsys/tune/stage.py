@@ -102,8 +102,11 @@ class TuneRun:
         from recsys.train.data import TrainingData
         from recsys.train.stage import checkpoint_root
 
-        self.run, self.cfg, self.tcfg = run, run.cfg, cfg
+        from recsys.embed.tokens import with_run_token_cache
+
+        self.run, self.tcfg = run, cfg
         self.model = self.tcfg.model
+        self.cfg = with_run_token_cache(run.cfg, run.prepared, self.model)   # finetune: the catalogue's token states
         self.dataset = run.prepared.name
         self.data = TrainingData.from_prepared(run.prepared)
         self.item_text = item_text

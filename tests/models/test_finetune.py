@@ -219,3 +219,25 @@ def test_frozen_encoder_stays_pretrained_through_training(bert, cache_root):
     result = fit(model, data, replace(CFG, epochs=2))
     drift = [r["value"] for r in result.telemetry.curves if r["name"] == "text/drift_cosine"]
     assert drift and all(d == pytest.approx(1.0) for d in drift)
+
+
+def test_every_value_of_the_default_search_space_trains_from_one_token_cache(bert, cache_root):
+    """A Tune trial of finetune (the function trials run) with each searched value alone."""
+    from rayjobs._common import compose
+    from recsys.tune.space import for_model, space_from_mapping
+    from recsys.tune.trial import TrialContext, run_trial
+
+    space = for_model(space_from_mapping(compose([]).tune.space), "finetune")
+    finetune = {path: param for path, param in space.items() if path.startswith("model.finetune.")}
+    assert {"model.finetune.train_layers", "model.finetune.encoder_lr", "model.finetune.max_tokens"} <= set(finetune)
+    base = compose(["model.finetune.dim=8", "model.finetune.width=16", "model.finetune.negatives=6",
+                    "train.batch_size=32", "train.engine=local"])
+    tokens = tokens_for(bert, cache_root, max_tokens=32)
+    cfg = replace(base, model=replace(base.model, finetune=replace(base.model.finetune, token_cache=tokens.directory)))
+    context = TrialContext(cfg, "finetune", topic_world(), {None: None}, epochs=1)
+    for path, param in sorted(finetune.items()):
+        values = list(param.values) if param.type == "choice" else [param.low, param.high]
+        for value in values:
+            reports = []
+            state = run_trial({path: value}, context, reports.append)
+            assert state.status == "completed" and np.isfinite(reports[-1]["val_ndcg"]), (path, value)
