@@ -40,6 +40,7 @@ LOG_LEVELS = ("info", "debug")
 CONSOLE = "recsys.console"                       # stage lines and progress
 # recsys loggers whose INFO lines are the console's: stage lines, embedding progress, training epochs
 CONSOLE_LOGGERS = frozenset({CONSOLE, "recsys.embed", "recsys.train.loop"})
+THROTTLED_LOGGERS = frozenset({"recsys.train.loop"})   # a line per epoch: at most one per log.progress_every_s
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.air", "ray.serve")
 WORKER_OUTPUT = "ray.worker_output"              # a line a Ray worker printed (file only)
 TRAIN_WORKER = "RayTrainWorker"                  # the actor name of a Ray Train worker
@@ -111,11 +112,35 @@ class ConsoleFilter(logging.Filter):
     (True, False)
     >>> ConsoleFilter(debug=True).filter(rec("ray.data"))
     True
+
+    A model's epoch lines (``recsys.train.loop``) come at most every ``every_s`` seconds:
+    the first, then periodic ones, and always the last (its status is not ``running``).
+
+    >>> epoch = lambda text, at: logging.makeLogRecord({"name": "recsys.train.loop", "levelno": logging.INFO,
+    ...                                                  "msg": text, "created": at})
+    >>> f = ConsoleFilter(debug=False, every_s=10)
+    >>> [f.filter(epoch(f"mf epoch {i}: loss 1.0 (running)", t)) for i, t in enumerate([0, 4, 11, 12])]
+    [True, False, True, False]
+    >>> f.filter(epoch("mf epoch 4: loss 0.9 (completed)", 13))
+    True
     """
 
-    def __init__(self, debug: bool) -> None:
+    def __init__(self, debug: bool, every_s: float = 10.0) -> None:
         super().__init__()
-        self.debug = debug
+        self.debug, self.every_s = debug, every_s
+        self.last_shown: dict[tuple[str, str], float] = {}
+
+    def _due(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        key = (record.name, getattr(record, "ray_actor", "") + text.split(" ", 1)[0])
+        if not text.endswith("(running)"):
+            self.last_shown.pop(key, None)         # a model's last epoch: always shown
+            return True
+        last = self.last_shown.get(key)
+        if last is not None and record.created - last < self.every_s:
+            return False
+        self.last_shown[key] = record.created
+        return True
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.debug:
@@ -128,6 +153,8 @@ class ConsoleFilter(logging.Filter):
         worker = getattr(record, "ray_actor", None)
         if worker is not None and TRAIN_WORKER not in worker:
             return False                          # a tuning trial's epochs: the trials line says it
+        if name in THROTTLED_LOGGERS:
+            return self._due(record)
         return name in CONSOLE_LOGGERS
 
 
@@ -180,7 +207,7 @@ def setup_logging(cfg: LogConfig, stream: TextIO | None = None) -> None:
     root.setLevel(logging.DEBUG if cfg.level == "debug" else logging.INFO)
     console = logging.StreamHandler(stream or sys.stdout)
     console.setLevel(logging.INFO)
-    console.addFilter(ConsoleFilter(debug=cfg.level == "debug"))
+    console.addFilter(ConsoleFilter(debug=cfg.level == "debug", every_s=cfg.progress_every_s))
     console.setFormatter(ConsoleFormatter())
     pending = _Pending()
     root.addHandler(console)
