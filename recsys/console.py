@@ -174,6 +174,21 @@ class ConsoleFormatter(logging.Formatter):
         return f"{clock} {indent}{text}"
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is when a record comes (a test's capture, a notebook's cell)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 class _Pending(logging.Handler):
     """Keeps records until the run's log file is open (at most ``limit``)."""
 
@@ -205,7 +220,7 @@ def setup_logging(cfg: LogConfig, stream: TextIO | None = None) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(logging.DEBUG if cfg.level == "debug" else logging.INFO)
-    console = logging.StreamHandler(stream or sys.stdout)
+    console = logging.StreamHandler(stream) if stream is not None else _StdoutHandler()
     console.setLevel(logging.INFO)
     console.addFilter(ConsoleFilter(debug=cfg.level == "debug", every_s=cfg.progress_every_s))
     console.setFormatter(ConsoleFormatter())
