@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 SUMMARY_FILE = "diagnosis.txt"
 SECTION_HEADER = "== dataset {} =="
 JUDGED_TABLES = ("curves", "grad_stats", "embedding_health", "feature_importance", "item_norms")
-READ_TABLES = ("curves", "grad_stats", "embedding_health", "metrics", "comparisons", "feature_importance")
+READ_TABLES = ("curves", "grad_stats", "embedding_health", "metrics", "comparisons", "feature_importance",
+               "external_lists")
 
 
 @dataclass
@@ -201,7 +202,34 @@ def judge(tables: Mapping[str, pl.DataFrame], result: DiagnoseResult, cfg: Diagn
         frame = merged.get(table)
         if frame is not None and frame.height and "model" in frame.columns:
             merged[table] = frame.filter(pl.col("model").is_null() | (pl.col("model") != cfg.baseline_model))
-    return run_rules(DiagnosisInputs.from_tables(merged), cfg).findings
+    return run_rules(DiagnosisInputs.from_tables(without_lists(merged, cfg.baseline_model)), cfg).findings
+
+
+def without_lists(tables: Mapping[str, pl.DataFrame], baseline: Optional[str] = None) -> dict[str, pl.DataFrame]:
+    """``tables`` without the rows of recommendation lists from elsewhere (the ``external_lists`` names).
+
+    A list has metrics but no model: diagnosis judges models only (the ``baseline`` keeps its
+    rows as the reference, whatever it is).
+
+    >>> metrics = pl.DataFrame({"model": ["mf", "toppop"], "value": [0.2, 0.1]})
+    >>> lists = pl.DataFrame({"model": ["toppop"]})
+    >>> without_lists({"metrics": metrics, "external_lists": lists})["metrics"]["model"].to_list()
+    ['mf']
+    """
+    found = tables.get("external_lists")
+    names = set() if found is None or not found.height else set(found["model"].to_list()) - {baseline}
+    out = dict(tables)
+    if not names:
+        return out
+    listed = list(names)
+    for table, frame in tables.items():
+        if frame is None or not frame.height:
+            continue
+        if table == "comparisons":
+            out[table] = frame.filter(~pl.col("baseline").is_in(listed) & ~pl.col("candidate").is_in(listed))
+        elif "model" in frame.columns and table != "external_lists":
+            out[table] = frame.filter(pl.col("model").is_null() | ~pl.col("model").is_in(listed))
+    return out
 
 
 def model_setting_paths() -> set[str]:
@@ -347,6 +375,10 @@ def stage_diagnose(run: RunState) -> None:
         return
     check_diagnose_config(cfg)
     run.require("prepared", "diagnose")
+    if not run.models and run.evaluation is not None and run.evaluation.rows:
+        log.info("diagnose: no trained model (%s evaluated from elsewhere: lists are not diagnosed)",
+                 ", ".join(run.evaluation.rows))
+        return
     run.require("models", "diagnose")
     paths = run.model_paths()
     models = load_models(paths)
