@@ -39,6 +39,7 @@ from recsys.config import RecsysConfig
 from recsys.data.config import DataConfig, DatasetConfig, SyntheticConfig
 from recsys.data.datasets import run_datasets
 from recsys.data.prepare import check_data_config
+from recsys.data.given import check_given_dataset
 from recsys.data.split import check_split_config
 from recsys.diagnose.config import check_diagnose_config
 from recsys.embed.config import EncoderConfig
@@ -78,6 +79,7 @@ def check_sections(cfg: RecsysConfig, trains: bool = True) -> None:
     """
     for where, entry in _dataset_entries(cfg):
         check_dataset_ranges(entry, where)
+        check_given_dataset(entry, cfg.split)
     check_data_config(cfg.data)
     check_data_ranges(cfg.data)
     check_split_config(cfg.split)
@@ -307,6 +309,12 @@ def check_agreement(cfg: RecsysConfig, stages: Collection[str] = ALL_STAGES, exp
         if setting in explicit and name is not None and name not in models:
             raise ConfigError(f"the baseline {name!r} is not one of models={models}", setting=setting,
                               hint=f"add it to models, e.g. models=[{','.join([name, *models])}]")
+    if evaluated and cfg.eval.external:                     # lists from outside: names, datasets, files
+        from recsys.data.datasets import dataset_label, run_datasets
+        from recsys.evaluate.external_files import check_lists_for_run
+
+        labels = [dataset_label(entry) for entry in run_datasets(cfg.dataset, cfg.datasets)]
+        check_lists_for_run(cfg.eval.external, models, labels)
     _check_threshold_in_scale(cfg)
     _check_local_resources(cfg, stages)
 

@@ -93,6 +93,34 @@ def check_external_lists(lists) -> None:
         seen.add((entry.name, entry.split, entry.dataset))
 
 
+def check_lists_for_run(lists, models, datasets) -> None:
+    """Before any work: list names differ from ``models``, each list's dataset is one of ``datasets``
+    (labels; with several, every list names one), and every file exists with a known format.
+
+    >>> check_lists_for_run([ExternalListConfig("mf", "mf.csv")], models=["pop", "mf"], datasets=["synthetic"])
+    Traceback (most recent call last):
+    ...
+    recsys.errors.ConfigError: setting 'eval.external[0].name': list 'mf' has the name of a trained model. What to do: name the list differently, e.g. mf_external
+    """
+    from recsys.storage import exists
+
+    check_external_lists(lists)
+    for i, entry in enumerate(lists):
+        where = f"eval.external[{i}]"
+        if entry.name in models:
+            raise ConfigError(f"list '{entry.name}' has the name of a trained model", setting=f"{where}.name",
+                              hint=f"name the list differently, e.g. {entry.name}_external")
+        if entry.dataset and entry.dataset not in datasets:
+            raise ConfigError(f"list '{entry.name}' is for dataset '{entry.dataset}', which the run does not have",
+                              setting=f"{where}.dataset", hint=f"use one of {', '.join(datasets)}")
+        if not entry.dataset and len(datasets) > 1:
+            raise ConfigError(f"the run has several datasets and list '{entry.name}' does not say which it is for",
+                              setting=f"{where}.dataset", hint=f"set dataset to one of {', '.join(datasets)}")
+        detect_format(entry.path, entry.format)
+        if not exists(entry.path):
+            raise DataError(f"list '{entry.name}' does not exist", file=str(entry.path),
+                            hint=f"check {where}.path")
+
 def detect_format(path: str, fmt: str = "auto") -> str:
     """The format of ``path``: ``fmt`` itself unless it is ``auto``, else from the extension.
 

@@ -260,8 +260,7 @@ def stage_evaluate(run: RunState) -> None:
     if cfg.external:
         from recsys.evaluate.external import evaluate_lists
 
-        listed, counts = evaluate_lists(cfg.external, ctx, cfg, models=list(models),
-                                        several_datasets=len(run.cfg.datasets) > 1)
+        listed, counts = evaluate_lists(cfg.external, ctx, cfg, models=list(models))
         rows.update(listed)
         run.writer.write("external_lists", [dict(found.row(), dataset=dataset) for found in counts])
     summaries = write_evaluation(run.writer, rows, ctx, cfg, segments, groups)
