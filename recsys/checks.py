@@ -100,6 +100,42 @@ def check_sections(cfg: RecsysConfig, trains: bool = True) -> None:
         if name is not None and name not in MODELS:
             raise ConfigError(f"unknown model {name!r}", setting=setting, hint=f"models are {', '.join(MODELS)}")
     check_ray_ranges(cfg.ray)
+    check_numbers(cfg)
+
+
+def check_numbers(cfg: RecsysConfig) -> None:
+    """Every number of the settings tree is finite, every ``seed`` an integer >= 0, ``split.leave_last_n`` >= 1
+    and ``dataset.synthetic.start_timestamp`` >= 0 (free-form mappings and plugin models' sections aside).
+
+    >>> from dataclasses import replace
+    >>> check_numbers(replace(RecsysConfig(), eval=replace(RecsysConfig().eval, alpha=float("nan"))))
+    Traceback (most recent call last):
+    ...
+    recsys.errors.ConfigError: setting 'eval.alpha': value nan is out of range: it must be a finite number. What to do: use e.g. eval.alpha=0.05
+    """
+    for path, value, default in _numbers(cfg, type(cfg)(), ""):
+        if isinstance(value, float) and not math.isfinite(value):
+            _fail(path, value, "a finite number", f"{path}={default}")
+        if path.endswith(".seed") and value < 0:
+            _fail(path, value, "an integer >= 0", f"{path}={default}")
+    if cfg.split.leave_last_n < 1:
+        _fail("split.leave_last_n", cfg.split.leave_last_n, "an integer >= 1", "split.leave_last_n=1")
+    for where, entry in _dataset_entries(cfg):
+        if entry.synthetic.start_timestamp < 0:
+            _fail(f"{where}.synthetic.start_timestamp", entry.synthetic.start_timestamp,
+                  "seconds since 1970, >= 0", f"{where}.synthetic.start_timestamp=1600000000")
+
+
+def _numbers(node, default, prefix: str):
+    for f in dataclasses.fields(node):
+        value, path = getattr(node, f.name), f"{prefix}{f.name}"
+        base = getattr(default, f.name, None) if default is not None else None
+        if dataclasses.is_dataclass(value):
+            if prefix == "model." and not type(value).__module__.startswith("recsys.models."):
+                continue                                    # a plugin model's settings: its own checks
+            yield from _numbers(value, base if dataclasses.is_dataclass(base) else None, f"{path}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield path, value, base
 
 
 def _dataset_entries(cfg: RecsysConfig):

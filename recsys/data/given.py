@@ -117,6 +117,17 @@ def loader_dataset(dataset: DatasetConfig, split: SplitConfig) -> DatasetConfig:
     return replace(dataset, columns={**dataset.columns, SPLIT: label_column(dataset, split)})
 
 
+def check_given_dataset(dataset: DatasetConfig, split: SplitConfig) -> None:
+    """Refuse, before any work, a dataset that cannot carry ``split`` (see :func:`loader_dataset`).
+
+    >>> check_given_dataset(DatasetConfig(name="synthetic"), SplitConfig(protocol="given"))
+    Traceback (most recent call last):
+    ...
+    recsys.errors.ConfigError: setting 'split.protocol': split.protocol=given reads the split from a table of interactions, not from dataset=synthetic. What to do: use dataset=table with dataset.interactions=FILE and a label column (split.column), or one file per split (split.files={train: A, val: B, test: C})
+    """
+    loader_dataset(dataset, split)
+
+
 def check_label_counts(stats: dict, source: str, column: str | None) -> None:
     """A given split needs train and test rows (from the merged validation statistics).
 

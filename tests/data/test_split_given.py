@@ -274,3 +274,12 @@ def test_both_engines_report_an_overlap_with_the_same_error(tmp_path):
     dataset, split = _column_dataset(_table(tmp_path, rows)), SplitConfig(protocol="given", column="fold")
     messages = [_error(tmp_path / engine, dataset, split, engine=engine) for engine in ("local", "ray")]
     assert messages[0] == messages[1] and "are in more than one split" in messages[0]
+
+
+def test_the_run_config_check_refuses_a_given_split_of_synthetic_data_before_any_work():
+    from recsys.checks import check_config
+    from recsys.config import RecsysConfig
+
+    with pytest.raises(ConfigError, match="setting 'split.protocol': split.protocol=given reads the split from a "
+                                          "table of interactions, not from dataset=synthetic"):
+        check_config(RecsysConfig(split=SplitConfig(protocol="given")))
