@@ -36,6 +36,7 @@ from collections.abc import Collection, Sequence
 from typing import Optional
 
 from recsys.config import RecsysConfig
+from recsys.console import check_log_config
 from recsys.data.config import DataConfig, DatasetConfig, SyntheticConfig
 from recsys.data.datasets import run_datasets
 from recsys.data.prepare import check_data_config
@@ -100,6 +101,7 @@ def check_sections(cfg: RecsysConfig, trains: bool = True) -> None:
         if name is not None and name not in MODELS:
             raise ConfigError(f"unknown model {name!r}", setting=setting, hint=f"models are {', '.join(MODELS)}")
     check_ray_ranges(cfg.ray)
+    check_log_config(cfg.log)
     check_numbers(cfg)
 
 
