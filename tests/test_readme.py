@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,6 +133,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _stop_group(pgid: int, deadline_s: float = 60) -> None:
+    """SIGTERM the head's own process group; SIGKILL what is left after ``deadline_s`` (never ``ray stop``)."""
+    import time
+
+    for sig, wait_s in ((signal.SIGTERM, deadline_s), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        end = time.monotonic() + wait_s
+        while time.monotonic() < end:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
+
+
 def job_recipe(text: str) -> list[str]:
     """The commands of the README's local job-submission block (the one that starts a head)."""
     block = next(block for block in re.findall(r"```bash\n(.*?)```", text, re.S) if "ray start --head" in block)
@@ -187,10 +206,8 @@ def test_the_job_recipe_submits_with_a_token(tmp_path):
     finally:
         pid_file = tmp_path / "head.pid"
         if pid_file.exists():
-            try:
-                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            _stop_group(int(pid_file.read_text()))
+        shutil.rmtree(temp, ignore_errors=True)
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
     assert "succeeded" in (done.stdout + done.stderr).lower()
     assert (home / ".ray" / "auth_token").exists()
