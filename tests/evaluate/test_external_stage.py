@@ -163,7 +163,9 @@ def test_cli_evaluates_lists_on_a_prepared_dataset_into_a_report_that_report_sho
     assert tables["metrics"].filter(key & (pl.col("model") == "mf"))["value"].item() == pytest.approx(
         own["metrics"].filter(key & (pl.col("model") == "mf"))["value"].item(), abs=1e-12)
     assert tables["comparisons"].height > 0 and tables["datasets"].height > 0
-    assert main(["report", "html", str(out)]) == 0 and (out / "report.html").exists()
+    assert main(["report", "html", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "Lists from outside" in page and "pop-test" in page and "n_missing_users" in page
 
 
 def test_cli_refuses_a_bad_list_with_one_line_and_writes_no_report(evaluated, tmp_path, capsys):

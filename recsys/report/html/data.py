@@ -22,7 +22,7 @@ from recsys.report.reader import resolve_runs, scan_tables
 
 # user_metrics and recommendations can be large and the page does not draw them row by row.
 PAGE_TABLES = ("runs", "datasets", "metrics", "comparisons", "curves", "grad_stats", "findings",
-               "feature_importance", "embedding_health", "trials", "rankings", "insights")
+               "feature_importance", "embedding_health", "trials", "rankings", "insights", "external_lists")
 TUNED_SUFFIXES = (":directed", ":undirected")
 
 

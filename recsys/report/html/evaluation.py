@@ -156,12 +156,29 @@ def significance(data: RunData) -> str:
     return "".join(parts)
 
 
+LIST_COUNTS = ("n_rows", "n_unknown_users", "n_unknown_items", "n_duplicate_rows", "n_seen_dropped",
+               "n_split_users", "n_missing_users", "n_short_lists", "n_rank_conflicts")
+
+
+def external_lists(data: RunData) -> str:
+    """Lists from outside (``eval.external``): what was read, counted and dropped per list and split."""
+    frame = data.tables.get("external_lists")
+    if frame is None or frame.is_empty():
+        return ""
+    shown = frame.select("dataset", "model", "split", "status", *LIST_COUNTS, "k", "unavailable_metrics")
+    return ("<h3>Lists from outside</h3>" + table_html(shown.sort("dataset", "model", "split"))
+            + note("Evaluated like the models (seen items dropped, ties by item index); a user of the split "
+                   "missing from a list counts as zero hits. Metrics that need every item's score (auc) are "
+                   "not available for lists."))
+
+
 def evaluation(data: RunData) -> Section:
-    """The evaluation section: leaderboards, segments, datasets, significance."""
+    """The evaluation section: leaderboards, segments, datasets, significance, lists from outside."""
     body = "".join([
         leaderboard(data),
         "<h3>Across datasets</h3>", across_datasets(data),
         segments(data),
         significance(data),
+        external_lists(data),
     ])
     return Section("evaluation", "Evaluation", body)
