@@ -222,8 +222,8 @@ def test_the_hydra_override_for_split_files_composes():
 
 
 def _log_cut(ml_latest_small, tmp_path):
-    """ml-latest-small cut by two timestamps into RecBole files, plus the same rows with a label column."""
-    ratings = pl.read_csv(ml_latest_small / "ratings.csv")
+    """ml-latest-small (its first 120 users) cut by two timestamps into RecBole files, plus a label column."""
+    ratings = pl.read_csv(ml_latest_small / "ratings.csv").filter(pl.col("userId") <= 120)
     c1, c2 = 1_400_000_000, 1_480_000_000
     labelled = ratings.with_columns(
         pl.when(pl.col("timestamp") < c1).then(pl.lit("train")).when(pl.col("timestamp") < c2)
