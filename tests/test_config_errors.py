@@ -45,6 +45,8 @@ CASES = [
     (["encoder=bert"], "encoder", ["unknown choice 'bert'", "bert-base"]),
     (["+train.lr=0.1"], "train.lr", ["already set", "train.lr=0.1"]),
     (["train.lr=="], "train.lr", ["cannot read the override"]),
+    (["~train.lr"], "train.lr", ["cannot be composed", "does not support deletion"]),       # Hydra's refusal, reworded
+    (["train.lr=${nothing.here}"], "train.lr", ["cannot be composed", "nothing.here"]),
     (["train.epochs=0"], "train.epochs", ["out of range", "at least one epoch"]),
     (["tune.trials=0"], "tune.trials", ["tune.trials=8"]),
     (["tune.rounds=-1"], "tune.rounds", ["impossible value -1"]),
