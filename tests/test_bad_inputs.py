@@ -101,16 +101,19 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
                            ["nowhere.csv"]),
 }
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_forwarding_worker_output():
-    """The Ray session of this module: worker output forwarded to the driver, so a worker's traceback would show."""
+    """The shared Ray session, started here (before conftest's ``ray_session``, which then reuses it) when no
+    earlier test started it: worker output forwarded to the driver, as a run has it, so a worker's traceback
+    would reach the captured output unless the console sends it to the log file. Yields whether it forwards."""
     import ray
 
+    from recsys.console import capture_ray_output
     from recsys.runtime import RayConfig, init_ray
 
     started_here = not ray.is_initialized()
     init_ray(RayConfig(num_cpus=2, include_dashboard=False, log_to_driver=True))
-    yield
+    yield started_here or capture_ray_output()
     if started_here:
         ray.shutdown()
 
