@@ -60,16 +60,16 @@ def test_pipeline_in_process(tmp_path, bert):
 def test_pipeline_on_ray_and_ray_train_with_one_worker_matches_the_plain_loop(tmp_path, bert):
     cfg, report = run_pipeline(tmp_path, bert, "ray")
     check_run(cfg, report)
-    from recsys.data.prepared import PreparedDataset
+    from recsys.data.prepare import prepare
     from recsys.train._ray import train_with_ray
 
-    prepared = PreparedDataset.open(next((tmp_path / "cache").glob("prepared/*")))
+    prepared = prepare(cfg.dataset, cfg.data, cfg.split)             # the run's prepared dataset (cached)
     local = catalogue_tokens(prepared, cfg.encoder, tmp_path / "local-tokens", train_layers=1, max_tokens=16)
     ray_made = np.load(next(token_cache_root(cfg).glob("tokens-*")) / "states.npy")
     assert np.allclose(local.states.numpy(), ray_made, atol=1e-5)        # Ray Data states == in-process states
     data = TrainingData.from_prepared(prepared)
     model_cfg = replace(cfg.model.finetune, token_cache=local.directory)
-    train_cfg = replace(cfg.train, epochs=3, engine="ray", num_workers=1, cpus_per_worker=1.0)
+    train_cfg = replace(cfg.train, epochs=2, engine="ray", num_workers=1, cpus_per_worker=1.0)
     on_ray = train_with_ray("finetune", model_cfg, data, None, train_cfg, tmp_path / "ray")
     plain = train_local("finetune", model_cfg, data, None, replace(train_cfg, engine="local"), tmp_path / "plain")
 
