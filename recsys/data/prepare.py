@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import asdict
 from datetime import datetime, timezone
 from functools import reduce
@@ -52,10 +51,6 @@ from recsys.data.validate import (
 from recsys.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-class InvalidRowsWarning(UserWarning):
-    """Invalid interaction rows were dropped (``data.invalid_rows=drop``); the count is in the datasets table."""
 
 ENGINES = ("local", "ray")
 DUPLICATE_POLICIES = ("keep", "first", "last", "error")
@@ -227,7 +222,7 @@ def manifest_body(
     """The manifest's record of every step: counts, filters, split and per-stage audit rows.
 
     Rows dropped as invalid (``data.invalid_rows=drop``) are counted in the loaded
-    stage's details and in a warning; the loaded stage counts the rows kept.
+    stage's details and in a logged warning; the loaded stage counts the rows kept.
     """
     stages[0]["details"]["n_items_without_metadata"] = n_missing
     invalid = validation["invalid_rows"]
@@ -236,9 +231,8 @@ def manifest_body(
         stages[0]["details"]["invalid_rows"] = invalid["by_problem"]
         if invalid["n_dropped"]:
             reasons = ", ".join(f"{name} {n}" for name, n in invalid["by_problem"].items())
-            warnings.warn(f"dropped {invalid['n_dropped']} invalid interaction rows of {validation['n_rows']} "
-                          f"(data.invalid_rows=drop): {reasons}", InvalidRowsWarning, stacklevel=2)
-            log.warning("dropped %d invalid interaction rows (%s)", invalid["n_dropped"], reasons)
+            log.warning("dropped %d invalid interaction rows of %d (data.invalid_rows=drop): %s",
+                        invalid["n_dropped"], validation["n_rows"], reasons)
     return {
         "validation": validation,
         "items_without_metadata": {"count": n_missing, "examples": missing_examples},

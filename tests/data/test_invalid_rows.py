@@ -7,11 +7,12 @@ drops the rows, warns with the count and records it in the loaded stage's detail
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
 from recsys.data.config import DataConfig, DatasetConfig, SplitConfig
-from recsys.data.prepare import InvalidRowsWarning, prepare
+from recsys.data.prepare import prepare
 from recsys.errors import ConfigError, DataError
 
 HEADER = "userId,movieId,rating,timestamp\n"
@@ -64,10 +65,13 @@ def test_an_empty_id_in_a_table_is_an_error(tmp_path):
                               "('' or only spaces); e.g. the row {'user_id': '', 'item_id': 'b'")
 
 
-def test_drop_removes_the_rows_warns_and_counts_them_in_the_loaded_stage(tmp_path):
+def test_drop_removes_the_rows_warns_and_counts_them_in_the_loaded_stage(tmp_path, caplog):
     bad = ["1,13,NaN,964982780", "2,13,4.0,-5", "3,13,2.0,9999999999"]
-    with pytest.warns(InvalidRowsWarning, match="dropped 3 invalid interaction rows of 11"):
+    with caplog.at_level(logging.WARNING, logger="recsys.data.prepare"):
         ds = _prepare(tmp_path, _source(tmp_path, bad), "local", invalid_rows="drop")
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "dropped 3 invalid interaction rows of 11 (data.invalid_rows=drop): timestamp_negative 1, "
+        "rating_uncastable 1, timestamp_after_2100 1"]
     loaded = ds.audit_rows()[0]
     assert loaded["stage"] == "loaded" and loaded["n_rows"] == len(GOOD)
     assert loaded["details"]["n_invalid_rows_dropped"] == 3
@@ -85,10 +89,8 @@ def test_an_unknown_policy_is_a_setting_error(tmp_path):
 def test_the_ray_engine_raises_the_same_error_and_drops_the_same_rows(tmp_path):
     dataset = _source(tmp_path, ["1,13,NaN,964982780", "2,13,4.0,-5"])
     assert _error(tmp_path, dataset, "ray") == _error(tmp_path, dataset, "local")
-    with pytest.warns(InvalidRowsWarning):
-        local = _prepare(tmp_path, dataset, "local", invalid_rows="drop")
-    with pytest.warns(InvalidRowsWarning):
-        distributed = _prepare(tmp_path, dataset, "ray", invalid_rows="drop")
+    local = _prepare(tmp_path, dataset, "local", invalid_rows="drop")
+    distributed = _prepare(tmp_path, dataset, "ray", invalid_rows="drop")
     for key in ("stages", "validation"):
         assert json.dumps(local.manifest[key], sort_keys=True) == json.dumps(distributed.manifest[key], sort_keys=True)
     for name in ("train", "val", "test"):
