@@ -88,10 +88,19 @@ def report_failure(exc: BaseException) -> int:
         return 2
     details.info("run failed with an unexpected error", exc_info=exc)
     sys.stdout.flush()
-    traceback.print_exception(exc, file=sys.stderr)
+    # a Ray error carries the worker's traceback in its message; what it was raised during is Ray's internals
+    traceback.print_exception(exc, file=sys.stderr, chain=not _from_ray(exc))
     print(f"error: unexpected {type(exc).__name__} (traceback above)"
           + (f"; the run's full log: {where}" if where else ""), file=sys.stderr)
     return 1
+
+
+def _from_ray(exc: BaseException) -> bool:
+    try:
+        from ray.exceptions import RayError
+    except ImportError:
+        return False
+    return isinstance(exc, RayError)
 
 
 def _terminate(signum, frame) -> None:

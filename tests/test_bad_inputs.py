@@ -230,3 +230,32 @@ def test_a_recsys_error_in_a_ray_train_worker_or_an_actor_is_found_behind_rays_w
     found = user_error(read.value)
     assert isinstance(found, DataError) and found.file == "items.parquet"
     assert str(found) == "items.parquet, column 'item_id': 3 rows have no item id. What to do: fix the file"
+
+
+def test_an_unexpected_error_in_a_ray_task_shows_one_traceback(tmp_path, capfd, ray_forwarding_worker_output,
+                                                               restore_logging):
+    import ray
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from recsys.console import attach_run_log
+
+    @ray.remote(num_cpus=0)
+    def divide(n: int) -> float:
+        return n / 0
+
+    def failing(config) -> None:
+        attach_run_log(tmp_path / "run")
+        ray.get(divide.remote(1))
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        cfg = compose(config_name="config", overrides=[])
+    with pytest.raises(SystemExit) as stop:
+        run_entry(failing, cfg)
+    out, err = capfd.readouterr()
+    assert stop.value.code == 1
+    assert (out + err).count("Traceback (most recent call last)") == 1, out + err
+    assert "ZeroDivisionError: division by zero" in err and "in divide" in err     # the worker's own frame
+    assert "run.log" in err.splitlines()[-1]
