@@ -154,8 +154,9 @@ def list_rows(frame: pl.DataFrame, ctx: EvalContext, split: str, ks: Sequence[in
     included = n_relevant > 0
     in_split = np.zeros(ctx.n_users, dtype=bool)
     in_split[users[included]] = True
-    listed_users = np.unique(listed["user_idx"].to_numpy())
-    counts.n_outside_split_users = int(np.count_nonzero(~in_split[listed_users]))
+    is_listed = np.zeros(ctx.n_users, dtype=bool)
+    is_listed[listed["user_idx"].to_numpy()] = True
+    counts.n_outside_split_users = int(np.count_nonzero(is_listed & ~in_split))
     ordered = (listed.filter(pl.Series(in_split[listed["user_idx"].to_numpy()]))
                .sort(["user_idx", "score", "item_idx"], descending=[False, True, False])
                .with_columns(pl.int_range(pl.len()).over("user_idx").alias("position")))
