@@ -121,3 +121,19 @@ def test_a_pipeline_run_prints_stage_lines_and_leaves_rays_logs_in_the_run_log(t
     assert len(shown.splitlines()) <= 100, shown
     logged = (run_dir / "run.log").read_text()
     assert "TrainingReport(" in logged and "streaming_executor" in logged and "Started a local Ray" in logged
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_is_a_bar_that_leaves_no_line():
+    terminal = _Terminal()
+    progress = ProgressLine(4, "tune directed", unit="trials", stream=terminal)
+    for _ in range(4):
+        progress.update(1)
+    progress.close()
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\rtune directed:") and "0/4" in drawn and "trials" in drawn
+    assert "\n" not in drawn and drawn.endswith("\r")  # redrawn in place, then cleared (leave=False)
