@@ -512,9 +512,9 @@ def stage_summary(stage: str, run) -> str:
     >>> from recsys.run_state import RunState, TrainedModelRecord
     >>> run = RunState(cfg=None, writer=None, models={
     ...     "pop": TrainedModelRecord("p.pt", status="completed", epochs=0, best_val=0.2154),
-    ...     "mf": TrainedModelRecord("m.pt", status="completed", epochs=2, best_val=0.0401)})
+    ...     "mf": TrainedModelRecord("m.pt", status="completed", epochs=2, best_val=0.0401, seconds=75.2)})
     >>> stage_summary("train", run)
-    'pop best val 0.2154; mf 2 epochs, best val 0.0401'
+    'pop best val 0.2154; mf 2 epochs, best val 0.0401, 1m15s'
     >>> stage_summary("tune", RunState(cfg=None, writer=None))
     ''
     """
@@ -552,6 +552,8 @@ def _train_summary(run) -> str:
         bits = [f"{record.epochs} epochs"] if record.epochs else []
         if record.best_val is not None:
             bits.append(f"best val {record.best_val:.4f}")
+        if record.seconds is not None:
+            bits.append(format_seconds(record.seconds))
         if record.status not in (None, "completed", "early_stopped"):
             bits.append(str(record.status))
         parts.append(f"{name} {', '.join(bits)}".strip())

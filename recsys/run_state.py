@@ -81,6 +81,7 @@ class TrainedModelRecord:
     best_val: Optional[float] = None              # the best validation metric; None when never validated
     epochs: Optional[int] = None
     steps: Optional[int] = None
+    seconds: Optional[float] = None               # wall time of its training in this run
 
 
 @dataclass

@@ -21,7 +21,8 @@ publishes none of them and a resumed worker never writes a step twice.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -145,10 +146,12 @@ def stage_train(run: RunState) -> None:
     for name in cfg.models:
         log.info("training %s on %s (%s interactions, %s items)", name, dataset, f"{data.nnz:,}", f"{data.n_items:,}")
         model_config = with_token_cache(cfg.model.for_model(name), run.prepared, cfg)   # finetune: its token cache
+        started = time.monotonic()
         trained = train_model(name, model_config, data, item_text, cfg.train, join(root, name))
+        seconds = time.monotonic() - started
         run.writer.write("curves", [dict(row, dataset=dataset) for row in trained.telemetry.curves])
         run.writer.write("grad_stats", [dict(row, dataset=dataset) for row in trained.telemetry.grad_stats])
-        models[name] = trained.record()
+        models[name] = replace(trained.record(), seconds=seconds)
         level = logging.WARNING if trained.state.status == "diverged" else logging.INFO
         log.log(level, "%s: %s", name, trained.summary())
     run.models = models
