@@ -201,7 +201,8 @@ def test_split_files_of_two_formats_are_refused(tmp_path):
     (DatasetConfig(name="table", interactions="x.csv"), SplitConfig(protocol="given", column=""), "split.column"),
     (DatasetConfig(), SplitConfig(protocol="given"), "split.protocol"),
     (DatasetConfig(name="movielens", path="x"), SplitConfig(protocol="given"), "split.protocol"),
-    (DatasetConfig(name="table", interactions="x.csv", columns={"split": "fold"}), SplitConfig(), "dataset.columns.split"),
+    (DatasetConfig(name="table", interactions="x.csv", columns={"split": "fold"}), SplitConfig(),
+     "dataset.columns.split"),
     (DatasetConfig(name="table", interactions="x.csv"), SplitConfig(files={"train": "a.csv", "test": "b.csv"}),
      "split.files"),
 ])
