@@ -5,7 +5,11 @@ mapped by a trained MLP; layer 0 of a user is the mean of the mapped vectors of 
 distinct items in their training history. Both are propagated over the symmetrically
 normalised user–item graph of the training split (as in :mod:`recsys.models.lightgcn`)
 and averaged over layers; scores are cosines divided by ``tau``, so the shared
-``softmax`` loss is InfoNCE with temperature ``tau``.
+``softmax`` loss is InfoNCE with temperature ``tau``. In training, each step's graph
+leaves out the batch's own (user, target) edges: otherwise the user's layer 0 would
+contain the target's text, and the model would learn to rank already-seen items first
+(the pooled models leave the target out of the history for the same reason). Under DDP
+each worker leaves out the edges of its own share of the batch.
 
 Everything an item needs is its text: an item that was never trained on (a cold item,
 or a catalogue from a new dataset) has no edge, so its final vector is its mapped
@@ -53,14 +57,19 @@ def check_textgraph(config: TextGraphConfig) -> None:
                           setting="model.textgraph", hint="e.g. dim=64 width=256 depth=1 layers=2 tau=0.15")
 
 
-def history_graph(indptr: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> tuple:
-    """(normalised adjacency (U+N, U+N), user-mean matrix (U, N): row u averages u's distinct items)."""
-    users, item_ids = interaction_pairs(indptr, items)
-    degree = torch.zeros(n_users, device=users.device).index_add_(0, users, torch.ones_like(users, dtype=torch.float32))
-    values = 1.0 / degree[users]                                          # (E,)
-    mean = torch.sparse_coo_tensor(torch.stack([users, item_ids]), values, (n_users, n_items),
+def graph_from_pairs(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> tuple:
+    """(normalised adjacency (U+N, U+N), user-mean matrix (U, N): row u averages u's items) of distinct edges."""
+    ones = torch.ones_like(users, dtype=torch.float32)
+    degree = torch.zeros(n_users, device=users.device).index_add_(0, users, ones)      # (U,)
+    mean = torch.sparse_coo_tensor(torch.stack([users, items]), 1.0 / degree[users], (n_users, n_items),
                                    check_invariants=False).coalesce()
-    return normalized_adjacency(users, item_ids, n_users, n_items), mean
+    return normalized_adjacency(users, items, n_users, n_items), mean
+
+
+def history_graph(indptr: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> tuple:
+    """The distinct (user, item) edges of CSR histories and :func:`graph_from_pairs` of them."""
+    users, item_ids = interaction_pairs(indptr, items)
+    return (users, item_ids), graph_from_pairs(users, item_ids, n_users, n_items)
 
 
 class TextGraph(Recommender):
@@ -77,9 +86,15 @@ class TextGraph(Recommender):
         """Feature group -> this model's tensors (see the model contract): text only, no ID table."""
         return {"text": ["item_text"]}
 
-    def _propagated(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final unit user (U, D) and item (N, D) vectors."""
-        adjacency, user_mean = self._graph.get(self.history_indptr, self.history_items, self.n_users, self.n_items)
+    def _propagated(self, held_out: tuple[torch.Tensor, torch.Tensor] | None = None) \
+            -> tuple[torch.Tensor, torch.Tensor]:
+        """Final unit user (U, D) and item (N, D) vectors; ``held_out`` (users, items) edges left out of the graph."""
+        (users, items), (adjacency, user_mean) = self._graph.get(self.history_indptr, self.history_items,
+                                                                 self.n_users, self.n_items)
+        if held_out is not None:
+            width = self.n_items
+            keep = ~torch.isin(users * width + items, held_out[0] * width + held_out[1])   # (E,)
+            adjacency, user_mean = graph_from_pairs(users[keep], items[keep], self.n_users, self.n_items)
         items0 = self.text_mlp(self.item_text)                            # (N, T) -> (N, D)
         users0 = torch.sparse.mm(user_mean, items0)                       # (U, N) @ (N, D) -> (U, D)
         final = propagate(adjacency, torch.cat([users0, items0]), self.config.layers)   # (U + N, D)
@@ -105,7 +120,9 @@ class TextGraph(Recommender):
         return score
 
     def forward(self, batch: Batch) -> Output:
-        users_final, items = self._propagated()
         targets = self.history_items[batch.positions]                     # (B,)
+        # The batch's own (user, target) edges are left out of the graph, or a user's layer 0 would hold
+        # the text of the very item it must predict (and the model learn to rank seen items first).
+        users_final, items = self._propagated((batch.users, targets))
         queries = F.embedding(batch.users, users_final) / self.config.tau  # (B, D), deterministic backward
         return Output(queries, targets, items)

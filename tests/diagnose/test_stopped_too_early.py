@@ -1,4 +1,4 @@
-"""STOPPED_TOO_EARLY: still rising when the epochs ran out, whatever the distance to popularity; converged runs are quiet."""
+"""STOPPED_TOO_EARLY: still rising when the epochs ran out, far from popularity too; converged runs are quiet."""
 
 from __future__ import annotations
 

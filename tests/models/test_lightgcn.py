@@ -1,4 +1,4 @@
-"""LightGCN: the normalised graph and its propagation against a dense hand-computed case; L2; cold items; checkpoints."""
+"""LightGCN: normalised graph and propagation against a dense hand-computed case; L2; cold items; checkpoints."""
 
 from __future__ import annotations
 
