@@ -53,16 +53,22 @@ def command_line_overrides(argv: list[str]) -> list[str] | None:
 
 
 def given_settings(argv: list[str]) -> set[str]:
-    """The setting paths a command line names (without ``+``/``~``); empty when it cannot be read.
+    """The setting paths the overrides of a command line name (without ``+``/``~``); other words are ignored.
 
-    >>> sorted(given_settings(["eval.baseline=mf", "+train.lr=0.1"]))
+    Reads the words quietly (no usage message), as ``sys.argv`` may belong to another program (pytest).
+
+    >>> sorted(given_settings(["eval.baseline=mf", "+train.lr=0.1", "-k", "tests/x.py", "--durations=5"]))
     ['eval.baseline', 'train.lr']
     """
-    try:
-        overrides = command_line_overrides(argv) or []
-        return {override.key_or_group for override in _parse(overrides)}
-    except (ConfigError, SystemExit):
-        return set()
+    keys: set[str] = set()
+    for word in argv:
+        if word.startswith("-") or "=" not in word:
+            continue
+        try:
+            keys |= {override.key_or_group for override in _parse([word])}
+        except ConfigError:
+            continue
+    return keys
 
 
 def check_command_line(argv: list[str], stages: list[str] | None = None) -> RecsysConfig | None:
