@@ -1,0 +1,185 @@
+"""Test accuracy of every model on any MovieLens-format dataset, any split protocol: one command.
+
+    .venv/bin/python -m benchmarks.quality --dataset ../shared/datasets/ml-latest-small              # random 8:1:1
+    .venv/bin/python -m benchmarks.quality --dataset ../shared/datasets/ml-latest-small --protocol leave_last
+    .venv/bin/python -m benchmarks.quality --dataset ../shared/datasets/ml-latest-small \\
+        --implicit-threshold 4 --min-core 5                                                    # 5-core, rating >= 4
+    .venv/bin/python -m benchmarks.quality --dataset DIR --seeds 0 --models mf lightgcn --epochs 20
+
+Protocol: the chosen split (``--protocol``; ``random`` is RecBole's per-user 8:1:1, the
+ratios of ``--ratios``); validation masks training items, test masks training and
+validation items; full ranking over every catalogue item; the epoch kept is the best on
+validation NDCG@10 (``--patience``). Users are scored from their training history only.
+Every model runs with its defaults (``ModelSettings()``, the ``Config`` dataclasses beside
+the models) and the per-model learning rate of :data:`LEARNING_RATES`; text models read
+MiniLM vectors of ``"{title}. Genres: {genres}"`` (user tags left out: they would leak
+held-out interactions). ``--set model.lightgcn.layers=2`` overrides a model setting.
+
+Prints one JSON line per (seed, model) and a Markdown table: NDCG@10, Recall@10, HR@10
+mean ± sd over the split seeds, validation NDCG@10, best epoch, and seconds per epoch
+(training only, the median over the run's epochs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+
+TEMPLATE = "{title}[. Genres: {genres}]"
+K = 10
+MODELS = ["pop", "mf", "content", "two_tower", "sasrec", "lightgcn", "textgraph"]
+LEARNING_RATES = {"mf": 3e-3, "content": 1e-3, "two_tower": 1e-3, "sasrec": 1e-3, "lightgcn": 3e-3,
+                  "textgraph": 1e-3}
+
+
+def model_settings(overrides: list[str]):
+    """``ModelSettings()`` with ``model.<name>.<param>=value`` overrides applied."""
+    from recsys.models.registry import ModelSettings
+
+    settings = ModelSettings()
+    for item in overrides:
+        path, _, raw = item.partition("=")
+        _, name, param = path.split(".")
+        config = getattr(settings, name)
+        kind = {f.name: f.type for f in fields(config)}[param]
+        value = json.loads(raw) if kind not in ("str", str) else raw
+        setattr(settings, name, replace(config, **{param: value}))
+    return settings
+
+
+def prepared(args: argparse.Namespace, seed: int):
+    from recsys.data.config import DataConfig, DatasetConfig, SplitConfig
+    from recsys.data.prepare import prepare
+
+    data = DataConfig(engine="local", cache_dir=args.cache_dir, implicit_threshold=args.implicit_threshold,
+                      min_user_interactions=args.min_core, min_item_interactions=args.min_core)
+    return prepare(DatasetConfig(name="movielens", path=str(args.dataset)), data,
+                   SplitConfig(protocol=args.protocol, ratios=args.ratios, seed=seed))
+
+
+def item_vectors(ds, cache_dir: str) -> np.ndarray:
+    from recsys.embed.catalogue import embed_catalogue, load_item_vectors
+    from recsys.embed.config import EncoderConfig
+
+    result = embed_catalogue(ds, EncoderConfig(engine="local", template=TEMPLATE), Path(cache_dir) / "embeddings")
+    return load_item_vectors(result.path, ds.item_map())
+
+
+def test_metrics(model, ds, data) -> dict[str, float]:
+    """NDCG, Recall and HR @K on the test split (users known to training), training and validation items masked."""
+    from recsys.evaluate.metrics import hit_rate_at_k, ndcg_at_k, recall_at_k
+    from recsys.evaluate.topk import topk
+    from recsys.evaluate.useritems import UserItems
+
+    def items_of(split: str) -> UserItems:
+        frame = ds.split(split).drop_nulls(["user_idx", "item_idx"])
+        frame = frame.filter(frame["user_idx"] < data.n_users)
+        return UserItems.from_pairs(frame["user_idx"].to_numpy(), frame["item_idx"].to_numpy(),
+                                    n_users=data.n_users, n_items=data.n_items)
+
+    seen = data.seen().union(items_of("val"))
+    relevant = items_of("test")
+    users = np.flatnonzero(relevant.counts() > 0)
+    result = topk(model.scorer(), users, K, seen=seen)
+    hits = relevant.contains(users, result.items)
+    n_relevant = relevant.counts()[users]
+    return {"ndcg": float(ndcg_at_k(hits, n_relevant, K).mean()),
+            "recall": float(recall_at_k(hits, n_relevant, K).mean()),
+            "hr": float(hit_rate_at_k(hits, K).mean()), "n_users": int(users.size)}
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    from recsys.train.checkpoint import load_model
+    from recsys.train.config import TrainConfig
+    from recsys.train.data import TrainingData
+    from recsys.train.stage import train_local
+
+    settings = model_settings(args.set)
+    base = TrainConfig(engine="local", batch_size=1024, epochs=args.epochs, patience=args.patience, log_every=50,
+                       probe_every=500, loss=args.loss, negatives=args.negatives)
+    rows = []
+    for seed in args.seeds:
+        ds = prepared(args, seed)
+        data = TrainingData.from_prepared(ds)
+        text = item_vectors(ds, args.cache_dir)
+        for name in args.models:
+            cfg = replace(base, lr=LEARNING_RATES.get(name, base.lr))
+            started = time.perf_counter()
+            trained = train_local(name, getattr(settings, name), data, text, cfg,
+                                  tempfile.mkdtemp(prefix=f"q-{name}-"))
+            seconds = time.perf_counter() - started
+            epoch_s = [r["value"] for r in trained.telemetry.curves if r["name"] == "epoch_seconds"]
+            metrics = test_metrics(load_model(trained.path), ds, data)
+            row = {"seed": seed, "model": name, **metrics, "best_epoch": trained.state.best_epoch,
+                   "epochs": trained.state.epoch, "val_ndcg": trained.summary()["best_val"], "train_s": seconds,
+                   "epoch_s": statistics.median(epoch_s) if epoch_s else None}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = [f"| model | NDCG@{K} | Recall@{K} | HR@{K} | val NDCG@{K} | best epoch | s / epoch | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(row["model"] for row in rows):
+        mine = [row for row in rows if row["model"] == name]
+
+        def cell(key: str, digits: int = 4) -> str:
+            values = [row[key] for row in mine if row[key] is not None]
+            if not values:
+                return "-"
+            mean = statistics.fmean(values)
+            spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
+            return f"{mean:.{digits}f}{spread}"
+
+        lines.append(f"| {name} | {cell('ndcg')} | {cell('recall')} | {cell('hr')} | {cell('val_ndcg')} "
+                     f"| {cell('best_epoch', 1)} | {cell('epoch_s', 1)} | {len(mine)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", type=Path, required=True, help="a MovieLens-format directory")
+    parser.add_argument("--protocol", default="random", help="random | temporal | leave_last | user_holdout")
+    parser.add_argument("--ratios", nargs=3, type=float, default=[0.8, 0.1, 0.1])
+    parser.add_argument("--implicit-threshold", type=float, default=None, help="keep ratings >= this")
+    parser.add_argument("--min-core", type=int, default=0, help="iterative k-core on users and items")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--loss", default="softmax", help="softmax | sampled_softmax | bpr (train.loss)")
+    parser.add_argument("--negatives", type=int, default=256, help="sampled_softmax negatives per batch")
+    parser.add_argument("--set", nargs="*", default=[], help="model.<name>.<param>=value")
+    parser.add_argument("--cache-dir", default="data_cache")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--verbose", action="store_true", help="log every epoch (loss, validation, seconds)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING)
+    if args.verbose:
+        logging.getLogger("recsys.train.loop").setLevel(logging.INFO)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = run(args)
+    print()
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
