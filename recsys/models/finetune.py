@@ -25,7 +25,8 @@ Buffers: the token states are *not* saved in checkpoints (they are large:
 N x max_tokens x hidden floats); ``token_cache`` names their cache directory, the
 train stage fills it, and :func:`~recsys.train.checkpoint.load_model` reads them
 back from there. Settings that need other states (``train_layers``, ``max_tokens``,
-``pooling`` changed by a search) derive them from the texts kept in that cache, once. Checkpoints hold the trained layers, the projections and IDs.
+``pooling`` changed by a search) derive them from the texts kept in that cache, once.
+Checkpoints hold the trained layers, the projections and IDs.
 
 Learning rates: :meth:`FineTune.optimizer_groups` puts each trained block in its
 own group at ``encoder_lr * layer_decay**depth`` (depth 0 = top block) with a

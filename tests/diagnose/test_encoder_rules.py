@@ -109,5 +109,5 @@ def test_cka_properties(x, seed, scale):
     assert linear_cka(scale * x, y) == pytest.approx(linear_cka(x, y), abs=1e-9)
     assert linear_cka(x, y) == pytest.approx(linear_cka(y, x), abs=1e-12)
     assert 0.0 <= linear_cka(x, y) <= 1.0 + 1e-12
-    stretch = torch.diag(torch.tensor([100.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64))          # not an orthogonal map
+    stretch = torch.diag(torch.tensor([100.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64))   # not orthogonal
     assert linear_cka(x @ stretch, x) < 0.999
