@@ -137,3 +137,24 @@ def test_progress_on_a_terminal_is_a_bar_that_leaves_no_line():
     drawn = terminal.getvalue()
     assert drawn.startswith("\rtune directed:") and "0/4" in drawn and "trials" in drawn
     assert "\n" not in drawn and drawn.endswith("\r")  # redrawn in place, then cleared (leave=False)
+
+
+NATIVE_SCRIPT = """
+import logging, os, sys
+from recsys.console import LogConfig, NativeStderrFilter, attach_run_log, close_run_log, setup_logging
+setup_logging(LogConfig())
+attach_run_log(sys.argv[1])
+with NativeStderrFilter():
+    os.write(2, b"[2026-12-07 19:17:49,803 E 5843 5843] core_worker.cc:2465: Actor has constructor arguments\\n")
+    print("error: a line for the user", file=sys.stderr, flush=True)
+    os.write(2, b"no newline at the end")
+close_run_log()
+"""
+
+
+def test_lines_of_rays_native_core_on_stderr_go_to_the_log_file_and_the_rest_stays(tmp_path):
+    done = subprocess.run([sys.executable, "-c", NATIVE_SCRIPT, str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "error: a line for the user\nno newline at the end"
+    assert "core_worker.cc:2465: Actor has constructor arguments" in (tmp_path / "run.log").read_text()
