@@ -254,7 +254,7 @@ def missing_column(column: str, available: list[str], file: str, *, hint: str) -
     close += [c for c in difflib.get_close_matches(column, available, n=3, cutoff=0.6) if c not in close]
     suggestion = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     shown = ", ".join(available[:30]) + (", ..." if len(available) > 30 else "")
-    return DataError(f"column '{column}' is missing{suggestion} Columns found: {shown or '(none)'}",
+    return DataError(f"column '{column}' is missing{suggestion or '.'} Columns found: {shown or '(none)'}",
                      file=file, column=column, hint=hint)
 
 
