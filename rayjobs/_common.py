@@ -15,7 +15,8 @@ from rayjobs._plugins import preload_plugins
 preload_plugins(sys.argv[1:])          # before recsys.config derives the model.<name> schema from the registry
 
 from recsys.config import RecsysConfig, register_configs  # noqa: E402
-from recsys.console import LogConfig, NativeStderrFilter, close_run_log, run_log_path, setup_logging
+from recsys.console import LogConfig, close_run_log, run_log_path, setup_logging
+from recsys.ray_output import NativeStderrFilter
 from recsys.runtime import user_error
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")

@@ -10,11 +10,10 @@ on the console too.
   loggers in :data:`CONSOLE_LOGGERS` and warnings of ``recsys``; the rest to the file
   that :func:`attach_run_log` opens once the run's directory is known (records before
   that are kept and written then).
-- :func:`capture_ray_output` (after ``ray.init``) takes over what Ray prints on the
-  driver: its Python loggers lose their console handlers, and the lines the workers
-  print (``log_to_driver``) reach the log file; a worker's ``recsys`` records, marked
-  by :func:`setup_worker_logging` (Ray's ``worker_process_setup_hook``), are handled
-  here as if logged here, so a training epoch's line shows as it happens.
+- :mod:`recsys.ray_output` takes over what Ray prints on the driver (its loggers, its
+  workers' lines, its native core's stderr) and hands it to this logging.
+- :func:`stage_started` / :func:`stage_done` print a stage's lines
+  (:mod:`recsys.stage_summary` has the numbers).
 - :class:`ProgressLine` shows the progress of a long step: a bar on a terminal
   (tqdm), a line at most every ``every_s`` seconds otherwise.
 
@@ -25,27 +24,21 @@ on the console too.
 from __future__ import annotations
 
 import logging
-import os
-import re
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, TextIO
 
 from recsys.errors import ConfigError
+from recsys.ray_output import quiet_ray_loggers
 
 LOG_LEVELS = ("info", "debug")
 CONSOLE = "recsys.console"                       # stage lines and progress
 # recsys loggers whose INFO lines are the console's: stage lines, embedding progress, training epochs
 CONSOLE_LOGGERS = frozenset({CONSOLE, "recsys.embed", "recsys.train.loop"})
 THROTTLED_LOGGERS = frozenset({"recsys.train.loop"})   # a line per epoch: at most one per log.progress_every_s
-RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.air", "ray.serve")
-WORKER_OUTPUT = "ray.worker_output"              # a line a Ray worker printed (file only)
 TRAIN_WORKER = "RayTrainWorker"                  # the actor name of a Ray Train worker
-# a worker's recsys record crosses to the driver as one line: MARK name SEP level SEP message
-MARK, SEP, NEWLINE = "\x1erecsys\x1f", "\x1f", "\x1d"
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 log = logging.getLogger(CONSOLE)
@@ -266,174 +259,6 @@ def close_run_log() -> None:
         _State.file = None
 
 
-def quiet_ray_loggers() -> None:
-    """Ray's Python loggers lose their console handlers and pass their records to ours (the file; the console in debug).
-
-    Ray Data and Ray configure their loggers when imported; this is called after that
-    (and again at each stage, for a library imported late). File handlers Ray keeps in
-    its session directory stay.
-    """
-    for name in RAY_LOGGERS:
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                logger.removeHandler(handler)
-        logger.propagate = True
-
-
-def capture_ray_output() -> bool:
-    """Take over the lines Ray's workers print on the driver (``log_to_driver``); False when Ray offers no hook.
-
-    Replaces Ray's printer of worker output (its ``ray_print_logs`` handler) with
-    :func:`handle_worker_lines`, and quiets Ray's Python loggers.
-    """
-    quiet_ray_loggers()
-    try:
-        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
-    except ImportError:                            # another Ray: its own printer stays
-        return False
-    names = [name for name, _ in getattr(dispatcher, "handlers", [])]
-    if "ray_print_logs" not in names:
-        return False                              # log_to_driver=False, or already ours
-    dispatcher.remove_handler("ray_print_logs")
-    dispatcher.add_handler("ray_print_logs", handle_worker_lines)
-    return True
-
-
-def handle_worker_lines(data: dict) -> None:
-    """One batch of lines a Ray worker printed: its recsys records as records here, the rest to the log file.
-
-    >>> handle_worker_lines({"pid": 7, "actor_name": "RayTrainWorker", "lines": [MARK + "recsys.x" + SEP
-    ...     + "INFO" + SEP + "hello" + NEWLINE + "there", "plain"]})
-    """
-    actor = data.get("actor_name") or data.get("task_name") or ""
-    where = f"{actor} pid={data.get('pid')}".strip()
-    output = logging.getLogger(WORKER_OUTPUT)
-    for line in data.get("lines", []):
-        marked = parse_marked(line)
-        if marked is None:
-            output.info("(%s) %s", where, line)
-            continue
-        name, level, message = marked
-        logger = logging.getLogger(name)
-        record = logger.makeRecord(name, level, "(worker)", 0, message, None, None,
-                                   extra={"ray_actor": actor})
-        logger.handle(record)
-
-
-def mark(name: str, levelname: str, message: str) -> str:
-    """One worker record as one marked line (:func:`parse_marked` reads it back).
-
-    >>> parse_marked(mark("recsys.train.loop", "INFO", "two\\nlines"))
-    ('recsys.train.loop', 20, 'two\\nlines')
-    >>> parse_marked("plain") is None
-    True
-    """
-    return MARK + name + SEP + levelname + SEP + message.replace("\n", NEWLINE)
-
-
-def parse_marked(line: str) -> tuple[str, int, str] | None:
-    if not line.startswith(MARK):
-        return None
-    parts = line[len(MARK):].split(SEP, 2)
-    if len(parts) != 3:
-        return None
-    name, levelname, message = parts
-    level = logging.getLevelName(levelname)
-    return name, level if isinstance(level, int) else logging.INFO, message.replace(NEWLINE, "\n")
-
-
-class _MarkedFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage()
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return mark(record.name, record.levelname, text)
-
-
-def setup_worker_logging() -> None:
-    """Ray's ``worker_process_setup_hook``: a worker's ``recsys`` records go out as marked lines on stderr.
-
-    Ray forwards the line to the driver, where :func:`handle_worker_lines` turns it
-    back into a record; loggers Ray configures later (Ray Train's root logger) leave
-    the ``recsys`` logger alone.
-    """
-    logger = logging.getLogger("recsys")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_MarkedFormatter())
-    logger.handlers = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-
-
-WORKER_SETUP_HOOK = f"{__name__}.setup_worker_logging"
-
-
-class NativeStderrFilter:
-    """Inside, lines Ray's C++ core writes straight to this process's stderr go to the run's log file.
-
-    Ray's core worker in the driver logs its errors (``[... E pid tid] core_worker.cc:...``)
-    to file descriptor 2, past Python's logging. Inside this context, fd 2 is a pipe read
-    by a thread: such lines become records of ``ray.core`` (the log file; the console in
-    debug), every other byte goes to the real stderr. Leaving restores fd 2 and drains the pipe.
-
-    >>> bool(NativeStderrFilter.NATIVE.match("[2026-12-07 19:17:49,803 E 5843 5843] core_worker.cc:2465: x"))
-    True
-    """
-
-    NATIVE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\] \S+\.(cc|h):\d+")
-
-    def __init__(self) -> None:
-        self.saved: int | None = None
-        self.thread: threading.Thread | None = None
-
-    def __enter__(self) -> "NativeStderrFilter":
-        try:
-            sys.stderr.flush()
-            target = sys.stderr.fileno()
-        except (AttributeError, OSError, ValueError):   # no real stderr (a notebook, a captured stream)
-            return self
-        if target != 2:
-            return self
-        self.saved = os.dup(2)
-        reader, writer = os.pipe()
-        os.dup2(writer, 2)
-        os.close(writer)
-        self.thread = threading.Thread(target=self._pump, args=(reader, self.saved), daemon=True,
-                                       name="recsys-native-stderr")
-        self.thread.start()
-        return self
-
-    def _pump(self, reader: int, out: int) -> None:
-        native = logging.getLogger("ray.core")
-        with os.fdopen(reader, "rb", buffering=0) as pipe:
-            pending = b""
-            while chunk := pipe.read(65536):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    text = raw.decode("utf-8", errors="replace")
-                    if self.NATIVE.match(text):
-                        native.info("%s", text)
-                    else:
-                        os.write(out, raw + b"\n")
-            if pending:
-                os.write(out, pending)
-
-    def __exit__(self, *exc) -> None:
-        if self.saved is None:
-            return
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        os.dup2(self.saved, 2)                   # the pipe's last writer here closes: the thread reads to its end
-        if self.thread is not None:
-            self.thread.join(timeout=5)
-        os.close(self.saved)
-        self.saved = None
-
-
 # --- stage lines -----------------------------------------------------------------------------------------
 
 
@@ -501,96 +326,3 @@ class ProgressLine:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-# --- the numbers on a stage's done line ----------------------------------------------------------------------
-
-
-def stage_summary(stage: str, run) -> str:
-    """The key numbers of ``stage`` from what it left in ``run`` (a :class:`~recsys.run_state.RunState`).
-
-    >>> from recsys.run_state import RunState, TrainedModelRecord
-    >>> run = RunState(cfg=None, writer=None, models={
-    ...     "pop": TrainedModelRecord("p.pt", status="completed", epochs=0, best_val=0.2154),
-    ...     "mf": TrainedModelRecord("m.pt", status="completed", epochs=2, best_val=0.0401, seconds=75.2)})
-    >>> stage_summary("train", run)
-    'pop best val 0.2154; mf 2 epochs, best val 0.0401, 1m15s'
-    >>> stage_summary("tune", RunState(cfg=None, writer=None))
-    ''
-    """
-    summarise = _SUMMARIES.get(stage)
-    try:
-        return summarise(run) if summarise is not None else ""
-    except Exception as exc:  # noqa: BLE001 - a summary line never fails a run
-        logging.getLogger(__name__).debug("no summary for stage %s: %s", stage, exc)
-        return ""
-
-
-def _prepare_summary(run) -> str:
-    if run.prepared is None:
-        return ""
-    rows = {row["stage"]: row for row in run.prepared.audit_rows()}
-    kept = rows.get("filtered") or rows.get("loaded")
-    text = (f"{format_count(kept['n_rows'])} interactions, {format_count(kept['n_users'])} users, "
-            f"{format_count(kept['n_items'])} items")
-    splits = [f"{name} {format_count(rows[name]['n_rows'])}" for name in ("train", "val", "test") if name in rows]
-    return text + (f" ({', '.join(splits)})" if splits else "")
-
-
-def _embed_summary(run) -> str:
-    result = run.embedding.result if run.embedding is not None else None
-    if result is None:
-        return "item vectors reused" if run.embedding is not None else ""
-    counts = result.counts
-    return (f"{format_count(counts.get('n_items', 0))} items, {format_count(counts.get('n_encoded', 0))} embedded, "
-            f"{format_count(counts.get('n_cached', 0))} from the cache")
-
-
-def _train_summary(run) -> str:
-    parts = []
-    for name, record in run.models.items():
-        bits = [f"{record.epochs} epochs"] if record.epochs else []
-        if record.best_val is not None:
-            bits.append(f"best val {record.best_val:.4f}")
-        if record.seconds is not None:
-            bits.append(format_seconds(record.seconds))
-        if record.status not in (None, "completed", "early_stopped"):
-            bits.append(str(record.status))
-        parts.append(f"{name} {', '.join(bits)}".strip())
-    return "; ".join(parts)
-
-
-def _evaluate_summary(run) -> str:
-    if run.evaluation is None:
-        return ""
-    users: dict[str, int] = {}
-    for per_split in run.evaluation.rows.values():
-        for split, rows in per_split.items():
-            users[split] = max(users.get(split, 0), int(rows.n_users))
-    return f"{len(run.evaluation.rows)} models, users evaluated: " + ", ".join(
-        f"{split} {format_count(n)}" for split, n in users.items())
-
-
-def _diagnose_summary(run) -> str:
-    if run.diagnosis is None:
-        return ""
-    counts = {severity: 0 for severity in ("critical", "warning", "info")}
-    for finding in run.diagnosis.findings:
-        counts[finding.severity] = counts.get(finding.severity, 0) + 1
-    return f"{len(run.diagnosis.findings)} findings (" + ", ".join(f"{n} {s}" for s, n in counts.items()) + ")"
-
-
-def _tune_summary(run) -> str:
-    if not run.tune:
-        return "" if run.cfg is None or run.cfg.tune.enabled else "skipped (tune.enabled=false)"
-    parts = []
-    for mode, result in run.tune.items():
-        trials = sum(len(r.trials) for r in result.rounds)
-        parts.append(f"{mode}: {len(result.rounds)} rounds, {trials} trials")
-    return "; ".join(parts)
-
-
-_SUMMARIES: dict[str, Callable] = {
-    "prepare": _prepare_summary, "embed": _embed_summary, "train": _train_summary,
-    "evaluate": _evaluate_summary, "diagnose": _diagnose_summary, "tune": _tune_summary,
-}

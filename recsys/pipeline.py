@@ -40,7 +40,8 @@ from recsys.models.registry import resolve_model_names
 from recsys.report.writer import RunWriter, check_run_id, new_run_id
 from recsys.run_state import RunLevelState, RunState  # importable from here too
 from recsys.runtime import init_ray
-from recsys.console import attach_run_log, stage_done, stage_started, stage_summary
+from recsys.console import attach_run_log, stage_done, stage_started
+from recsys.stage_summary import stage_summary
 from recsys.storage import is_uri, join
 
 log = logging.getLogger(__name__)

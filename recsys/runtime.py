@@ -70,11 +70,11 @@ def init_ray(cfg: RayConfig) -> dict:
     """
     import ray
 
-    from recsys.console import WORKER_SETUP_HOOK, capture_ray_output, quiet_ray_loggers
+    from recsys.ray_output import WORKER_SETUP_HOOK, capture_ray_output, quiet_ray_loggers
 
     if not ray.is_initialized():
         quiet_ray_loggers()                  # "Started a local Ray instance" and the like: the run's log file
-        # every worker sends its recsys log records to the driver as marked lines (recsys.console)
+        # every worker sends its recsys log records to the driver as marked lines (recsys.ray_output)
         env: dict = {"worker_process_setup_hook": WORKER_SETUP_HOOK}
         if cfg.runtime_env:
             env["env_vars"] = dict(cfg.runtime_env)
@@ -105,7 +105,7 @@ def quiet_ray_data() -> None:
 
     No redrawn bars and no per-dataset progress blocks; what Ray Data logs (execution
     plans, an error's stack trace) goes through its logger, which
-    :func:`recsys.console.quiet_ray_loggers` sends to the run's log file.
+    :func:`recsys.ray_output.quiet_ray_loggers` sends to the run's log file.
     """
     import ray.data
 

@@ -108,7 +108,7 @@ def ray_forwarding_worker_output():
     would reach the captured output unless the console sends it to the log file. Yields whether it forwards."""
     import ray
 
-    from recsys.console import capture_ray_output
+    from recsys.ray_output import capture_ray_output
     from recsys.runtime import RayConfig, init_ray
 
     started_here = not ray.is_initialized()

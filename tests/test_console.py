@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from recsys.console import (CONSOLE, ConsoleFilter, ConsoleFormatter, LogConfig, ProgressLine, attach_run_log,
-                            close_run_log, handle_worker_lines, mark, setup_logging)
+                            close_run_log, setup_logging)
+from recsys.ray_output import handle_worker_lines, mark
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["dataset.synthetic.n_users=200", "dataset.synthetic.n_items=120", "dataset.synthetic.n_topics=3",
@@ -141,7 +142,8 @@ def test_progress_on_a_terminal_is_a_bar_that_leaves_no_line():
 
 NATIVE_SCRIPT = """
 import logging, os, sys
-from recsys.console import LogConfig, NativeStderrFilter, attach_run_log, close_run_log, setup_logging
+from recsys.console import LogConfig, attach_run_log, close_run_log, setup_logging
+from recsys.ray_output import NativeStderrFilter
 setup_logging(LogConfig())
 attach_run_log(sys.argv[1])
 with NativeStderrFilter():
