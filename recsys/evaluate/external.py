@@ -54,6 +54,7 @@ from recsys.evaluate.rows import MetricRows, check_ks, metric_columns
 log = logging.getLogger(__name__)
 
 FULL_RANKING_METRICS = ("auc",)     # need a score for every unseen item: never computed for a list
+NO_LIST = "no list given for this split"
 
 
 @dataclass
@@ -199,8 +200,9 @@ def evaluate_lists(lists: Sequence[ExternalListConfig], ctx: EvalContext, cfg: E
     Lists tied to another dataset (``dataset`` set to another label than ``ctx.dataset``)
     are left out; in a run of ``several_datasets`` every list must name its dataset.
     A list whose split is not evaluated, or any list under a sampled protocol, gets a
-    counts row with the reason in ``status`` and no metric rows; every non-zero count
-    is logged as a warning. ``models`` are the trained models' names (a list may not
+    counts row with the reason in ``status`` and no metric rows, and so does a list
+    name without a list for one of ``cfg.splits`` (``path`` empty); every non-zero
+    count is logged as a warning. ``models`` are the trained models' names (a list may not
     take one).
     """
     check_eval_config(cfg)
@@ -242,9 +244,10 @@ def evaluate_lists(lists: Sequence[ExternalListConfig], ctx: EvalContext, cfg: E
         if found.n_split_users and found.n_missing_users == found.n_split_users:
             log.warning("list %s (%s split): no evaluated user of the split is in the file", entry.name, entry.split)
     for name, by_split in rows.items():
-        absent = [split for split in cfg.splits if split not in by_split]
-        if absent:
-            log.info("list %s has no %s list: its %s rows are absent", name, "/".join(absent), "/".join(absent))
+        for split in (s for s in cfg.splits if s not in by_split):
+            log.info("list %s has no %s list: its %s rows are absent", name, split, split)
+            counts.append(ListCounts(model=name, split=split, status=NO_LIST, k=max(cfg.k),
+                                     unavailable_metrics=_unavailable(cfg)))
     return rows, counts
 
 

@@ -320,7 +320,7 @@ TABLES: dict[str, pa.Schema] = {
         _dataset(),
         _col("model", pa.string(), "the list's name (eval.external name), as in metrics", required=True),
         _split(),
-        _col("path", pa.string(), "the list file", required=True),
+        _col("path", pa.string(), "the list file; empty when no list was given for the split", required=True),
         _col("format", pa.string(), "file format read: parquet, csv, tsv or trec"),
         _col("status", pa.string(), "evaluated, or why the list was not evaluated on the split", required=True),
         _col("n_rows", pa.int64(), "rows in the file"),

@@ -49,7 +49,9 @@ def test_a_list_runs_through_the_pipeline_beside_the_models(tmp_path):
     everyone = tables["metrics"].filter(pl.col("segment") == "all")
     assert set(zip(everyone["model"], everyone["split"])) == {("pop", "val"), ("pop", "test"), ("mf", "val"),
                                                               ("mf", "test"), ("toppop", "test")}
-    counts = tables["external_lists"].row(0, named=True)
+    counts = tables["external_lists"].filter(pl.col("split") == "test").row(0, named=True)
+    assert tables["external_lists"].filter(pl.col("split") == "val")["status"].to_list() == [
+        "no list given for this split"]
     assert (counts["n_unknown_users"], counts["n_unknown_items"], counts["status"]) == (1, 1, "evaluated")
     assert counts["n_split_users"] > 0 and counts["n_seen_dropped"] > 0              # popular items were seen
     pairs = set(zip(tables["comparisons"]["baseline"], tables["comparisons"]["candidate"]))

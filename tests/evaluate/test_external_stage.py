@@ -133,6 +133,9 @@ def test_a_list_for_test_only_beside_no_models(evaluated, tmp_path):
     assert set(tables["metrics"]["split"]) == {"test"} and set(tables["metrics"]["model"]) == {"prod"}
     assert tables["comparisons"].height == 0
     assert list(run.evaluation.rows["prod"]) == ["test"]
+    counts = tables["external_lists"].sort("split")
+    assert counts.select("split", "status", "path").rows() == [("test", "evaluated", str(path)),
+                                                               ("val", "no list given for this split", "")]
     own_ndcg = own["metrics"].filter((pl.col("model") == "mf") & (pl.col("split") == "test")
                                      & (pl.col("segment") == "all") & (pl.col("metric") == "ndcg"))
     ndcg = tables["metrics"].filter((pl.col("segment") == "all") & (pl.col("metric") == "ndcg"))
