@@ -37,7 +37,7 @@ import numpy as np
 TEMPLATE = "{title}[. Genres: {genres}]"
 K = 10
 MODELS = ["pop", "mf", "content", "two_tower", "sasrec", "lightgcn", "textgraph"]
-LEARNING_RATES = {"mf": 3e-3, "content": 1e-3, "two_tower": 1e-3, "sasrec": 1e-3, "lightgcn": 3e-3,
+LEARNING_RATES = {"mf": 3e-3, "content": 1e-3, "two_tower": 1e-3, "sasrec": 1e-3, "lightgcn": 1e-2,
                   "textgraph": 1e-3}
 
 
