@@ -48,10 +48,12 @@ def assert_overrides_compose(args: list[str]) -> None:
 
 
 def test_every_stage_module_has_a_hydra_main():
+    """Each stage module's main is rayjobs._common.entry_point: @hydra.main behind the up-front settings check."""
     assert {"prepare", "embed", "train", "evaluate", "diagnose", "pipeline"} <= set(STAGE_MODULES)
+    assert "hydra.main(" in (REPO / "rayjobs" / "_common.py").read_text()
     for stage in STAGE_MODULES:
         text = (REPO / "rayjobs" / f"{stage}.py").read_text()
-        assert "@hydra.main" in text and 'if __name__ == "__main__"' in text, stage
+        assert "@entry_point(" in text and 'if __name__ == "__main__"' in text, stage
 
 
 def test_runtime_env_uploads_the_checkout_installs_the_requirements_and_stays_offline():
