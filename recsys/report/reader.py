@@ -285,7 +285,7 @@ def describe_tables(sql: str = "") -> str:
     """Name every table; give the columns of the tables ``sql`` mentions (of all, when it names none).
 
     >>> describe_tables("SELECT * FROM curves")
-    'tables: runs, datasets, metrics, user_metrics, recommendations, comparisons, curves, grad_stats, findings, feature_importance, embedding_health, trials, rankings, insights; columns: curves(run_id, dataset, model, trial_id, step, epoch, name, value)'
+    'tables: runs, datasets, metrics, user_metrics, recommendations, comparisons, curves, grad_stats, findings, feature_importance, embedding_health, trials, rankings, insights, external_lists; columns: curves(run_id, dataset, model, trial_id, step, epoch, name, value)'
     """
     named = _tables_named(sql) or list(TABLES)
     columns = "; ".join(f"{name}({', '.join(TABLES[name].names)})" for name in named)

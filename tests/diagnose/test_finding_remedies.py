@@ -44,7 +44,7 @@ def test_finding_rejects_unknown_codes_severities_and_multiline_messages(changes
 def test_codes_are_upper_snake_with_a_family_and_component():
     for code, info in CODES.items():
         assert code == code.upper() and " " not in code
-        assert info.family in {"gradients", "curves", "embeddings", "outcomes", "features"}
+        assert info.family in {"gradients", "curves", "embeddings", "outcomes", "features", "encoder"}
         assert info.component in {"data", "embedding", "model", "training", "evaluation"}
 
 
