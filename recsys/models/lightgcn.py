@@ -148,13 +148,7 @@ class LightGCN(Recommender):
     @torch.no_grad()
     def scorer(self):
         self.eval()
-        users_final, items = self._propagated()
-        items_t = items.T.contiguous()                                    # (D, N)
-
-        def score(users: torch.Tensor) -> torch.Tensor:
-            return users_final[users.to(items.device).long()] @ items_t   # (B, D) @ (D, N) -> (B, N)
-
-        return score
+        return table_scorer(*self._propagated())
 
     def user_vectors(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self._propagated()[0][users]
@@ -169,3 +163,17 @@ class LightGCN(Recommender):
             i0 = self.item_embedding(item_id_index(targets, self.n_warm_items))
             penalty = self.config.l2 * 0.5 * (u0.pow(2).sum(dim=1) + i0.pow(2).sum(dim=1))   # (B,)
         return Output(queries, targets, items, regularizer=penalty)
+
+
+def table_scorer(users_final: torch.Tensor, items: torch.Tensor, scale: float = 1.0):
+    """``score(users) -> (B, N)`` from propagated tables computed once: ``scale * users_final[users] @ items.T``.
+
+    >>> table_scorer(torch.eye(2), torch.tensor([[1.0, 0.0], [0.0, 2.0]]), scale=0.5)(torch.tensor([1])).tolist()
+    [[0.0, 1.0]]
+    """
+    items_t = items.T.contiguous()                                        # (D, N)
+
+    def score(users: torch.Tensor) -> torch.Tensor:
+        return users_final[users.to(items.device).long()] @ items_t * scale   # (B, D) @ (D, N) -> (B, N)
+
+    return score

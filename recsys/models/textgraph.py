@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from recsys.errors import ConfigError
 from recsys.models.base import Batch, ModelInputs, Output, Recommender, mlp, require_text
-from recsys.models.lightgcn import GraphCache, interaction_pairs, normalized_adjacency, propagate
+from recsys.models.lightgcn import GraphCache, interaction_pairs, normalized_adjacency, propagate, table_scorer
 
 
 @dataclass
@@ -110,14 +110,7 @@ class TextGraph(Recommender):
     @torch.no_grad()
     def scorer(self):
         self.eval()
-        users_final, items = self._propagated()
-        items_t = items.T.contiguous()                                    # (D, N)
-
-        def score(users: torch.Tensor) -> torch.Tensor:
-            # (B, D) @ (D, N) -> (B, N): cosines / tau
-            return users_final[users.to(items.device).long()] @ items_t / self.config.tau
-
-        return score
+        return table_scorer(*self._propagated(), scale=1.0 / self.config.tau)     # cosines / tau
 
     def forward(self, batch: Batch) -> Output:
         targets = self.history_items[batch.positions]                     # (B,)
