@@ -27,8 +27,9 @@ $(STAMP): pyproject.toml examples/neumf/pyproject.toml
 	touch $(STAMP)
 
 # The whole pipeline on the built-in synthetic data, on a local Ray; extra Hydra overrides via ARGS=.
+DEMO_MODELS ?= [pop,mf,content,two_tower,sasrec,lightgcn,textgraph]
 demo: setup
-	$(BIN)/python -m rayjobs.pipeline $(ARGS)
+	$(BIN)/python -m rayjobs.pipeline "models=$(DEMO_MODELS)" $(ARGS)
 	$(BIN)/recsys report list
 
 # Every test, Ray integration tests included (they share one local Ray session).
