@@ -127,6 +127,18 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def mean_sd(values: list[float], digits: int = 4) -> str:
+    """``mean ± sd`` over split seeds (``-`` for none, the mean alone for one).
+
+    >>> mean_sd([0.2, 0.3]), mean_sd([0.25], 1), mean_sd([])
+    ('0.2500 ± 0.0707', '0.2', '-')
+    """
+    if not values:
+        return "-"
+    spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.{digits}f}{spread}"
+
+
 def table(rows: list[dict]) -> str:
     lines = [f"| model | NDCG@{K} | Recall@{K} | HR@{K} | val NDCG@{K} | best epoch | s / epoch | seeds |",
              "|---|---|---|---|---|---|---|---|"]
@@ -134,12 +146,7 @@ def table(rows: list[dict]) -> str:
         mine = [row for row in rows if row["model"] == name]
 
         def cell(key: str, digits: int = 4) -> str:
-            values = [row[key] for row in mine if row[key] is not None]
-            if not values:
-                return "-"
-            mean = statistics.fmean(values)
-            spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
-            return f"{mean:.{digits}f}{spread}"
+            return mean_sd([row[key] for row in mine if row[key] is not None], digits)
 
         lines.append(f"| {name} | {cell('ndcg')} | {cell('recall')} | {cell('hr')} | {cell('val_ndcg')} "
                      f"| {cell('best_epoch', 1)} | {cell('epoch_s', 1)} | {len(mine)} |")

@@ -29,7 +29,6 @@ import argparse
 import json
 import logging
 import os
-import statistics
 import tempfile
 import time
 from dataclasses import replace
@@ -37,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.quality import item_vectors, mean_sd
+
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small"
-TEMPLATE = "{title}[. Genres: {genres}]"
 K = 10
 
 
@@ -72,14 +72,6 @@ def prepared(seed: int, cache_dir: str):
 
     return prepare(DatasetConfig(name="movielens", path=str(DATASET)), DataConfig(engine="local", cache_dir=cache_dir),
                    SplitConfig(protocol="random", ratios=[0.8, 0.1, 0.1], seed=seed))
-
-
-def item_vectors(ds, cache_dir: str) -> np.ndarray:
-    from recsys.embed.catalogue import embed_catalogue, load_item_vectors
-    from recsys.embed.config import EncoderConfig
-
-    result = embed_catalogue(ds, EncoderConfig(engine="local", template=TEMPLATE), Path(cache_dir) / "embeddings")
-    return load_item_vectors(result.path, ds.item_map())
 
 
 def test_metrics(model, ds, data) -> dict[str, float]:
@@ -135,12 +127,7 @@ def table(rows: list[dict]) -> str:
         mine = [row for row in rows if row["model"] == name]
 
         def cell(key: str, digits: int = 4) -> str:
-            values = [row[key] for row in mine if row[key] is not None]
-            if not values:
-                return "-"
-            mean = statistics.fmean(values)
-            spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
-            return f"{mean:.{digits}f}{spread}"
+            return mean_sd([row[key] for row in mine if row[key] is not None], digits)
 
         lines.append(f"| {name} | {cell('ndcg')} | {cell('recall')} | {cell('precision')} | {cell('val_ndcg')} "
                      f"| {cell('best_epoch', 1)} | {cell('train_s', 0)} | {len(mine)} |")
