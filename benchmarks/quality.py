@@ -17,7 +17,11 @@ held-out interactions). ``--set model.lightgcn.layers=2`` overrides a model sett
 
 Prints one JSON line per (seed, model) and a Markdown table: NDCG@10, Recall@10, HR@10
 mean ± sd over the split seeds, validation NDCG@10, best epoch, and seconds per epoch
-(training only, the median over the run's epochs).
+(training only, the median over the run's epochs). ``--models`` also takes variants,
+``name:param=value,...`` (``lr=`` sets the variant's learning rate), e.g. the frozen encoder
+against one and two trained layers: ``finetune:train_layers=0 finetune:train_layers=1``.
+``--segments`` adds NDCG@10 on cold items and light users (``benchmarks/quality_segments.py``)
+and paired t-tests of every model against ``--baseline`` per split seed, Holm-adjusted.
 """
 
 from __future__ import annotations
@@ -97,7 +101,43 @@ def test_metrics(model, ds, data) -> dict[str, float]:
             "hr": float(hit_rate_at_k(hits, K).mean()), "n_users": int(users.size)}
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def variant(spec: str, settings) -> tuple[str, object, float | None]:
+    """``name`` or ``name:param=value,...`` as (model name, its settings, learning rate or None);
+    ``lr=`` sets the training learning rate of this variant.
+
+    >>> from recsys.models.registry import ModelSettings
+    >>> name, config, lr = variant("lightgcn:layers=2,lr=0.005", ModelSettings())
+    >>> name, config.layers, lr
+    ('lightgcn', 2, 0.005)
+    """
+    name, _, params = spec.partition(":")
+    config, lr = getattr(settings, name), None
+    kinds = {f.name: f.type for f in fields(config)}
+    for item in filter(None, params.split(",")):
+        param, _, raw = item.partition("=")
+        if param == "lr":
+            lr = float(raw)
+            continue
+        value = json.loads(raw) if kinds[param] not in ("str", str) else raw
+        config = replace(config, **{param: value})
+    return name, config, lr
+
+
+def with_tokens(config, ds, cache_dir: str):
+    """A finetune model's settings with its catalogue token states cached (the train stage does this in a run)."""
+    from recsys.embed.config import EncoderConfig
+    from recsys.embed.tokens import catalogue_tokens
+    from recsys.models.finetune import FineTuneConfig
+
+    if not isinstance(config, FineTuneConfig) or config.token_cache:
+        return config
+    tokens = catalogue_tokens(ds, EncoderConfig(engine="local", template=TEMPLATE), Path(cache_dir) / "tokens",
+                              train_layers=config.train_layers, max_tokens=config.max_tokens, pooling=config.pooling)
+    return replace(config, token_cache=tokens.directory)
+
+
+def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+    from benchmarks.quality_segments import paired_rows, segment_values
     from recsys.train.checkpoint import load_model
     from recsys.train.config import TrainConfig
     from recsys.train.data import TrainingData
@@ -106,25 +146,35 @@ def run(args: argparse.Namespace) -> list[dict]:
     settings = model_settings(args.set)
     base = TrainConfig(engine="local", batch_size=1024, epochs=args.epochs, patience=args.patience, log_every=50,
                        probe_every=500, loss=args.loss, negatives=args.negatives)
-    rows = []
+    rows, tests = [], []
     for seed in args.seeds:
         ds = prepared(args, seed)
         data = TrainingData.from_prepared(ds)
         text = item_vectors(ds, args.cache_dir)
-        for name in args.models:
-            cfg = replace(base, lr=LEARNING_RATES.get(name, base.lr))
+        per_user = {}
+        for spec in args.models:
+            name, config, lr = variant(spec, settings)
+            cfg = replace(base, lr=lr or LEARNING_RATES.get(name, base.lr))
+            config = with_tokens(config, ds, args.cache_dir)
             started = time.perf_counter()
-            trained = train_local(name, getattr(settings, name), data, text, cfg,
-                                  tempfile.mkdtemp(prefix=f"q-{name}-"))
+            trained = train_local(name, config, data, text, cfg, tempfile.mkdtemp(prefix=f"q-{name}-"))
             seconds = time.perf_counter() - started
             epoch_s = [r["value"] for r in trained.telemetry.curves if r["name"] == "epoch_seconds"]
-            metrics = test_metrics(load_model(trained.path), ds, data)
-            row = {"seed": seed, "model": name, **metrics, "best_epoch": trained.state.best_epoch,
+            model = load_model(trained.path)
+            metrics = test_metrics(model, ds, data)
+            row = {"seed": seed, "model": spec, **metrics, "best_epoch": trained.state.best_epoch,
                    "epochs": trained.state.epoch, "val_ndcg": trained.summary()["best_val"], "train_s": seconds,
                    "epoch_s": statistics.median(epoch_s) if epoch_s else None}
+            if args.segments:
+                per_user[spec] = segment_values(model, ds, data, K)
+                row["segments"] = {segment: {"ndcg": float(values.mean()), "n_users": int(users.size)}
+                                   for segment, (users, values) in per_user[spec].items()}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    return rows
+        if args.segments:
+            baseline = args.baseline or args.models[0]
+            tests += [{"seed": seed, **test} for test in paired_rows(per_user, baseline)]
+    return rows, tests
 
 
 def mean_sd(values: list[float], digits: int = 4) -> str:
@@ -161,7 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--implicit-threshold", type=float, default=None, help="keep ratings >= this")
     parser.add_argument("--min-core", type=int, default=0, help="iterative k-core on users and items")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--models", nargs="+", default=MODELS,
+                        help="names, or variants name:param=value,...,lr=value (e.g. finetune:train_layers=2)")
+    parser.add_argument("--segments", action="store_true",
+                        help="also NDCG@10 on cold items and light users, and paired t-tests against --baseline")
+    parser.add_argument("--baseline", default=None, help="the model (as named in --models) tests compare against; "
+                                                          "default: the first")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--loss", default="softmax", help="softmax | sampled_softmax | bpr (train.loss)")
@@ -180,11 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    rows = run(args)
+    rows, tests = run(args)
     print()
     print(table(rows))
+    if args.segments:
+        from benchmarks.quality_segments import paired_table, segment_table
+
+        print()
+        print(segment_table(rows))
+        print()
+        print(paired_table(tests))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps({"rows": rows, "paired": tests}, indent=2))
     return 0
 
 
