@@ -164,7 +164,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
             metrics = test_metrics(model, ds, data)
             row = {"seed": seed, "model": spec, **metrics, "best_epoch": trained.state.best_epoch,
                    "epochs": trained.state.epoch, "val_ndcg": trained.summary()["best_val"], "train_s": seconds,
-                   "epoch_s": statistics.median(epoch_s) if epoch_s else None}
+                   "epoch_s": statistics.median(epoch_s) if epoch_s else None,
+                   "peak_mb": max((r["value"] for r in trained.telemetry.curves if r["name"] == "peak_memory_mb"),
+                                  default=None)}
             if args.segments:
                 per_user[spec] = segment_values(model, ds, data, K)
                 row["segments"] = {segment: {"ndcg": float(values.mean()), "n_users": int(users.size)}
