@@ -161,3 +161,32 @@ def test_several_datasets_get_a_cross_dataset_plot_and_one_leaderboard_each(tmp_
     evaluation = page[page.index('<section id="evaluation">'):page.index('<section id="training">')]
     assert "nothing to compare across datasets" not in evaluation
     assert "per model on each dataset" in evaluation
+
+
+def test_a_fine_tuned_encoder_shows_one_heatmap_row_per_block_and_its_drift(tmp_path):
+    """finetune's grad_stats hold one row per tensor (16 per BERT block): the heatmap merges them per block,
+    bottom block first under the model's own layers, and the drift curves (cosine, CKA per block) are drawn."""
+    parts = ("attention.self.query.weight", "intermediate.dense.weight", "output.dense.weight")
+    layers = [f"encoder.layer.{n}.{p}" for n in (5, 4) for p in parts] + ["item_proj.weight"]
+    with RunWriter(tmp_path / "run", run_id="r1") as run:
+        run.write("grad_stats", [{"model": "finetune", "dataset": "synthetic", "step": s, "layer": layer,
+                                  "grad_norm": 0.1, "weight_norm": 2.0, "update_ratio": 1e-3, "nan_count": 0,
+                                  "inf_count": 0} for s in range(4) for layer in layers])
+        run.write("curves", [{"model": "finetune", "dataset": "synthetic", "step": 9 * (e + 1), "epoch": e,
+                              "name": name, "value": v} for e in range(3)
+                             for name, v in (("train/epoch_loss", 3.0 - e), ("val/ndcg@10", 0.1 * e),
+                                             ("text/drift_cosine", 1.0 - 0.02 * e),
+                                             ("text/cka/encoder.layer.4", 1.0 - 0.01 * e),
+                                             ("text/cka/encoder.layer.5", 1.0 - 0.03 * e))])
+    page = build_html(tmp_path / "run")
+    training = page[page.index('<section id="training">'):page.index('<section id="diagnosis">')]
+    assert "Gradients: finetune" in training and "finetune: gradient norm per layer" in training
+    assert not [p for p in parts if p in training]                       # no per-tensor rows
+    heatmap = training[training.index("finetune: gradient norm per layer"):]
+    # one row per block, in block order, after the model's own layers
+    assert heatmap.index("item_proj.weight") < heatmap.index("encoder.layer.4") < heatmap.index("encoder.layer.5")
+    assert "finetune: drift from the pretrained encoder" in training
+    for line in ("text cosine to pretrained", "CKA encoder.layer.4", "CKA encoder.layer.5"):
+        assert line in training
+    mf_only = build_html(evaluated_run(tmp_path / "mf"))
+    assert "drift from the pretrained encoder" not in mf_only              # only models that record it

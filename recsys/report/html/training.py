@@ -1,4 +1,5 @@
-"""Training section: loss and validation curves per model, gradient norms and update ratios per layer over steps."""
+"""Training section: loss and validation curves per model, gradient norms and update ratios per layer over steps
+(a fine-tuned encoder's tensors one row per transformer block), and the encoder's drift from its pretrained state."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import polars as pl
 
 from recsys.report.html import plots
+from recsys.report.html.encoder import by_block, drift
 from recsys.report.html.data import RunData
 from recsys.report.html.page import Section, esc, figure_html, note, pair, table_html
 
@@ -60,15 +62,19 @@ def _matrix(frame: pl.DataFrame, column: str) -> tuple[np.ndarray, list[str], li
 
 
 def gradients(data: RunData) -> str:
-    """Per model: heatmaps of log10 gradient norm and log10 update ratio, layers x steps; NaN/Inf counts."""
+    """Per model: heatmaps of log10 gradient norm and log10 update ratio, layers x steps (trained encoder
+    blocks one row each, :func:`~recsys.report.html.encoder.by_block`); NaN/Inf counts; the drift
+    from the pretrained encoder of a model that records it."""
     frame = data.tables["grad_stats"].filter(pl.col("trial_id").is_null())
     if frame.is_empty():
         return note("No gradient statistics in this run.")
     several = len(set(frame["dataset"].drop_nulls().to_list())) > 1
+    curve_rows = data.tables["curves"].filter(pl.col("trial_id").is_null())
     parts = []
     for (dataset, model), group in frame.sort("dataset", "model", "step").group_by(["dataset", "model"],
                                                                                      maintain_order=True):
         label = _model_label(dataset, model, several)
+        group = by_block(group)
         grad, layers, steps = _matrix(group, "grad_norm")
         ratio, _, _ = _matrix(group, "update_ratio")
         parts.append(f"<h3>Gradients: {esc(label)}</h3>")
@@ -83,6 +89,9 @@ def gradients(data: RunData) -> str:
         if bad.height:
             parts.append("<p><b>Non-finite gradients:</b></p>")
             parts.append(table_html(bad.select("step", "layer", "nan_count", "inf_count"), max_rows=20))
+        mine = (pl.col("model") == model) & (pl.col("dataset").is_null() if dataset is None
+                                             else pl.col("dataset") == dataset)
+        parts.append(drift(curve_rows.filter(mine), label))
     return "".join(parts)
 
 
