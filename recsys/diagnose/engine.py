@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from recsys.diagnose import curves, embeddings, encoder, features, fitting, gradients, outcomes
 from recsys.diagnose.config import DiagnoseConfig, check_diagnose_config
 from recsys.diagnose.finding import Finding
 from recsys.diagnose.inputs import DiagnosisInputs
+from recsys.diagnose.remedies import remedy
 from recsys.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,33 @@ def run_rules(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> Diagnosis:
             skipped.append(Skipped(name, reason))
             continue
         findings += spec.func(prepared, cfg)
-    return Diagnosis(order(findings), skipped)
+    return Diagnosis(order(defer_to_encoder(findings)), skipped)
+
+
+def defer_to_encoder(findings: list[Finding]) -> list[Finding]:
+    """LR_TOO_LOW of a model whose ENCODER_NOT_LEARNING fired, where only the encoder blocks are slow
+    (evidence ``rest_median_update_ratio`` not below the level, or no other layers), becomes ``info``
+    without edits: ENCODER_NOT_LEARNING explains it and carries the remedy (the encoder learning rate);
+    ``train.lr`` would only speed up the parts that already learn. When the other layers are slow too,
+    LR_TOO_LOW keeps its ``train.lr`` advice.
+
+    >>> from recsys.diagnose.finding import Finding
+    >>> low = Finding("LR_TOO_LOW", "critical", {"model": "finetune"}, "tiny updates",
+    ...               {"rest_median_update_ratio": 1e-3, "update_ratio_low": 1e-5}, remedy("raise it"))
+    >>> stuck = Finding("ENCODER_NOT_LEARNING", "warning", {"model": "finetune"}, "stuck", {}, remedy("x"))
+    >>> [(f.code, f.severity, len(f.remedy.edits)) for f in defer_to_encoder([low, stuck])]
+    [('LR_TOO_LOW', 'info', 0), ('ENCODER_NOT_LEARNING', 'warning', 0)]
+    """
+    stuck = {f.model for f in findings if f.code == "ENCODER_NOT_LEARNING"}
+    out = []
+    for f in findings:
+        rest = f.evidence.get("rest_median_update_ratio")
+        if f.code == "LR_TOO_LOW" and f.model in stuck and (rest is None or rest >= f.evidence["update_ratio_low"]):
+            f = replace(f, severity="info", evidence={**f.evidence, "explained_by": "ENCODER_NOT_LEARNING"},
+                        remedy=remedy("The slow layers are the encoder blocks: see ENCODER_NOT_LEARNING (raise the "
+                                      "encoder learning rate); train.lr is not the lever."))
+        out.append(f)
+    return out
 
 
 def diagnose(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]:

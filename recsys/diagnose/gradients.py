@@ -12,6 +12,7 @@ the stack's earliest layer, the highest its output layer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Optional
 
@@ -25,6 +26,7 @@ from recsys.diagnose.remedies import model_edit, remedy
 from recsys.diagnose.series import end_medians, spike_ratios
 
 TOP_LAYERS = 10      # layers listed in evidence
+ENCODER_BLOCK = re.compile(r"^encoder\.layer\.\d+\.")     # a trained language-model block (finetune)
 
 
 def layer_stacks(layers: Iterable[str]) -> dict[tuple[str, str], list[str]]:
@@ -232,6 +234,11 @@ def learning_rate(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]
     ``gradients.update_ratio_high`` (critical above ``gradients.update_ratio_high_critical``);
     LR_TOO_LOW below ``gradients.update_ratio_low`` (critical below
     ``gradients.update_ratio_low_critical``). Evidence lists the layers beyond the level.
+
+    A unit with trained encoder blocks (``finetune``) also gets both parts' medians in evidence;
+    when only the blocks are slow (the other layers' median is not below the level), the remedy
+    raises ``model.<name>.encoder_lr``, never ``train.lr``, which would only speed up the parts
+    that already learn.
     """
     t = cfg.gradients
     out = []
@@ -251,21 +258,45 @@ def learning_rate(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]
         else:
             continue
         layer = next(iter(beyond), None)
+        split = _encoder_split(per_layer)
         edits = [{"param": "train.lr", "op": "scale_range", "factor": factor}]
-        if code == "LR_TOO_HIGH":
+        advice = ("Each step moves the weights by a large share of their size: lower the learning rate."
+                  if code == "LR_TOO_HIGH" else "Each step barely moves the weights: raise the learning rate.")
+        if code == "LR_TOO_LOW" and split and split["rest_median_update_ratio"] >= t.update_ratio_low:
+            # only the language-model blocks are slow: they train at their own rate, not train.lr
+            edits = [model_edit(where.get("model"), "encoder_lr", "scale_range", factor=factor)]
+            advice = ("Only the encoder blocks barely move; the other layers train well at train.lr: raise the "
+                      "encoder learning rate, not train.lr.")
+        elif code == "LR_TOO_HIGH":
             edits.append({"param": "train.grad_clip", "op": "set", "value": 1.0})
         out.append(Finding(
             code, severity, {**where, "layer": layer},
             f"median update/weight ratio {fmt(overall)} over {len(per_layer)} layer(s) is {word} {fmt(level)} "
             f"(healthy about 1e-3)",
             {"median_update_ratio": overall, "n_layers": len(per_layer),
-             "layers_beyond": dict(list(beyond.items())[:TOP_LAYERS]), "healthy": 1e-3,
+             "layers_beyond": dict(list(beyond.items())[:TOP_LAYERS]), "healthy": 1e-3, **split,
              "update_ratio_high": t.update_ratio_high, "update_ratio_high_critical": t.update_ratio_high_critical,
              "update_ratio_low": t.update_ratio_low, "update_ratio_low_critical": t.update_ratio_low_critical},
-            remedy(("Each step moves the weights by a large share of their size: lower the learning rate."
-                    if code == "LR_TOO_HIGH" else
-                    "Each step barely moves the weights: raise the learning rate."), *edits)))
+            remedy(advice, *edits)))
     return out
+
+
+def _encoder_split(per_layer: dict[str, float]) -> dict[str, float]:
+    """Median update ratio of the trained encoder blocks (``encoder.layer.N.*``) and of the other layers,
+    when a unit has both (empty otherwise): their learning rates differ (``encoder_lr`` vs ``train.lr``).
+
+    >>> _encoder_split({"encoder.layer.5.attention.weight": 1e-9, "encoder.layer.5.output.weight": 3e-9,
+    ...                 "item_proj.weight": 1e-3})
+    {'encoder_median_update_ratio': 2e-09, 'rest_median_update_ratio': 0.001}
+    >>> _encoder_split({"item_proj.weight": 1e-3})
+    {}
+    """
+    encoder = [v for k, v in per_layer.items() if ENCODER_BLOCK.match(k)]
+    rest = [v for k, v in per_layer.items() if not ENCODER_BLOCK.match(k)]
+    if not encoder or not rest:
+        return {}
+    return {"encoder_median_update_ratio": float(np.median(encoder)),
+            "rest_median_update_ratio": float(np.median(rest))}
 
 
 def dead_rows_from_gradients(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]:

@@ -66,6 +66,37 @@ def test_not_learning_needs_trained_blocks_without_drift_and_updates():
     assert not encoder_not_learning(DiagnosisInputs(curves=table, grad_stats=frozen), CFG)
 
 
+def layer_rows(ratios: dict[str, float], n_steps: int = 8) -> pl.DataFrame:
+    return pl.DataFrame([{"model": "finetune", "step": s, "layer": layer, "grad_norm": 1e-3, "weight_norm": 5.0,
+                          "update_ratio": ratio, "nan_count": 0, "inf_count": 0}
+                         for s in range(n_steps) for layer, ratio in ratios.items()])
+
+
+BLOCK_5 = [f"encoder.layer.5.{part}.weight" for part in ("attention.self.query", "intermediate.dense", "output.dense")]
+
+
+def test_slow_encoder_blocks_never_ask_for_a_higher_train_lr():
+    """LR_TOO_LOW over a finetune unit whose slow layers are the encoder's (most of its tensors) while the
+    recommender's own layers learn at train.lr: raising train.lr is the wrong lever."""
+    slow_blocks = layer_rows({**dict.fromkeys(BLOCK_5, 1e-9), "item_proj.weight": 1e-3})
+    stuck = curves(drift=[1.0, 1.0, 1.0], val=[0.1, 0.12, 0.13])
+    found = {f.code: f for f in diagnose(DiagnosisInputs(curves=stuck, grad_stats=slow_blocks), CFG)}
+    assert found["ENCODER_NOT_LEARNING"].severity == "warning"
+    low = found["LR_TOO_LOW"]           # explained by ENCODER_NOT_LEARNING, which carries the remedy
+    assert (low.severity, low.remedy.edits, low.evidence["explained_by"]) == ("info", (), "ENCODER_NOT_LEARNING")
+    assert low.evidence["rest_median_update_ratio"] == pytest.approx(1e-3)
+    # the text vectors moved (no ENCODER_NOT_LEARNING): LR_TOO_LOW stays, pointing at the encoder's rate
+    moved = {f.code: f for f in diagnose(DiagnosisInputs(curves=curves(drift=[0.9, 0.8, 0.7], val=[0.1, 0.12, 0.13]),
+                                                         grad_stats=slow_blocks), CFG)}
+    assert "ENCODER_NOT_LEARNING" not in moved and moved["LR_TOO_LOW"].severity == "critical"
+    assert [e.param for e in moved["LR_TOO_LOW"].remedy.edits] == ["model.finetune.encoder_lr"]
+    # every layer slow: train.lr is a lever too, and LR_TOO_LOW keeps its advice
+    all_slow = layer_rows({**dict.fromkeys(BLOCK_5, 1e-9), "item_proj.weight": 1e-9})
+    both = {f.code: f for f in diagnose(DiagnosisInputs(curves=stuck, grad_stats=all_slow), CFG)}
+    assert both["LR_TOO_LOW"].severity == "critical" and [e.param for e in both["LR_TOO_LOW"].remedy.edits] == [
+        "train.lr"]
+
+
 def test_finetune_overfitting_needs_drift_after_the_best_epoch():
     val = [0.2, 0.3, 0.31, 0.3, 0.26, 0.22, 0.2]
     drifting = curves(drift=[0.99, 0.97, 0.95, 0.9, 0.85, 0.8, 0.75], val=val)
