@@ -259,3 +259,29 @@ def test_an_unexpected_error_in_a_ray_task_shows_one_traceback(tmp_path, capfd, 
     assert (out + err).count("Traceback (most recent call last)") == 1, out + err
     assert "ZeroDivisionError: division by zero" in err and "in divide" in err     # the worker's own frame
     assert "run.log" in err.splitlines()[-1]
+
+
+TINY_SYNTHETIC = ["dataset=synthetic", "dataset.synthetic.n_users=120", "dataset.synthetic.n_items=60",
+                  "dataset.synthetic.n_topics=3", "dataset.synthetic.mean_interactions_per_user=8",
+                  "train.epochs=1", "train.batch_size=256", "data.engine=local", "encoder.engine=local",
+                  "train.engine=local", "eval.engine=local"]
+
+
+def test_a_recsys_error_in_a_tune_trial_ends_with_one_error_line(tmp_path, capfd, ray_forwarding_worker_output,
+                                                                 restore_logging):
+    """A setting only a trial's model rejects (lightgcn's dim 0, from the search space) fails every trial:
+    the run ends as a bad data file does, with the model's own ConfigError."""
+    overrides = TINY_SYNTHETIC + [
+        "models=[lightgcn]", "tune.model=lightgcn", "tune.mode=undirected", "tune.rounds=1", "tune.trials=2",
+        "tune.epochs=1", "tune.space.model.lightgcn.dim={type:choice,values:[0]}", "diagnose.enabled=false",
+        f"report.dir={tmp_path}/run", f"data.cache_dir={tmp_path}/cache", "ray.num_cpus=2"]
+    code = run_pipeline_entry(overrides)
+    out, err = capfd.readouterr()
+    both = out + err
+    errors = [line for line in both.splitlines() if line.startswith("error:")]
+    assert code == 2, both[-3000:]
+    assert len(errors) == 1 and "model.lightgcn" in errors[0], both[-3000:]
+    assert "Traceback" not in both, both[-3000:]
+    runs = load_tables(str(tmp_path / "run"))["runs"]
+    assert runs.height == 1 and runs["status"][0] == "failed"
+    assert "Traceback" in (tmp_path / "run" / "run.log").read_text()

@@ -4,7 +4,9 @@ Trials are function trainables around :func:`recsys.tune.trial.run_trial`, each 
 ``tune.cpus_per_trial`` CPUs and training in its own process (no Ray Train trainer
 inside a trial: on a small machine nested trainers starve each other of CPUs). The
 data and item vectors travel once through the object store (``tune.with_parameters``).
-A trial that raises or whose loss turns NaN is recorded and the search goes on.
+A trial that raises or whose loss turns NaN is recorded and the search goes on; when every
+trial raised and one of them a :class:`~recsys.errors.RecsysError` (a setting of the space that
+the model rejects), the search ends with that error, as the stage would have without Ray.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from recsys.runtime import user_error
 from recsys.tune.config import TuneConfig
 from recsys.tune.space import Space, to_tune
 from recsys.tune.trial import OBJECTIVE, TrialContext, run_trial
@@ -35,6 +38,7 @@ class TrialOutcome:
     error: Optional[str] = None
     epochs: int = 0
     seeded_from: Optional[str] = None          # "baseline", "round N": the search's start point, else None
+    recsys_error: Optional[Exception] = field(default=None, repr=False, compare=False)  # a RecsysError it raised
 
 
 def _trainable(config: dict, context: TrialContext) -> None:
@@ -110,6 +114,7 @@ def outcome_of(result: Any, max_epochs: int) -> TrialOutcome:
     if result.error is not None:
         out.status, out.stop_reason = "error", "exception"
         out.error = error_text(result.error)
+        out.recsys_error = user_error(result.error)
     elif last.get("status") == "diverged":
         out.status, out.stop_reason, out.error = "diverged", "nan", f"non-finite loss: {last.get('where')}"
     elif not last.get("finished", False) and out.epochs < max_epochs:
@@ -183,4 +188,27 @@ def run_search(space: Space, context: TrialContext, cfg: TuneConfig, *, mode: st
     grid = tuner.fit()
     outcomes = [outcome_of(grid[i], max_epochs) for i in range(len(grid))]
     mark_start(outcomes, start or {}, start_label)
-    return sorted(outcomes, key=lambda o: o.trial_id)
+    outcomes = sorted(outcomes, key=lambda o: o.trial_id)
+    raise_if_all_failed(outcomes)
+    return outcomes
+
+
+def raise_if_all_failed(outcomes: list[TrialOutcome]) -> None:
+    """Raise the RecsysError of the first trial when every trial raised and one did so with a RecsysError.
+
+    Such a search has nothing to retrain, and its trials' error is the user's to fix: the run
+    ends with it (one ``error:`` line, :func:`rayjobs._common.report_failure`), not with a warning.
+
+    >>> from recsys.errors import ConfigError
+    >>> failed = TrialOutcome("a", {}, status="error", recsys_error=ConfigError("dim must be >= 1"))
+    >>> raise_if_all_failed([failed, TrialOutcome("b", {}, objective=0.1)])
+    >>> raise_if_all_failed([failed, TrialOutcome("b", {}, status="error")])
+    Traceback (most recent call last):
+    ...
+    recsys.errors.ConfigError: dim must be >= 1
+    """
+    if not outcomes or any(o.status != "error" for o in outcomes):
+        return
+    found = next((o.recsys_error for o in outcomes if o.recsys_error is not None), None)
+    if found is not None:
+        raise found
