@@ -50,6 +50,20 @@ def check_sasrec(config: SASRecConfig) -> None:
         raise ConfigError("max_len and layers must be >= 1", setting="model.sasrec", hint="e.g. max_len=50 layers=2")
 
 
+def trim_padding(windows: torch.Tensor, least: int) -> torch.Tensor:
+    """Left-aligned windows without the padding columns that no row reaches (at least ``least`` columns).
+
+    Causal attention lets a real position see only earlier ones, so the padding on the right
+    changes no real position's output: cutting it saves the work on histories shorter than
+    ``max_len`` and gives the same outputs.
+
+    >>> trim_padding(torch.tensor([[4, 5, PAD, PAD], [6, PAD, PAD, PAD]]), 1).tolist()
+    [[4, 5], [6, -1]]
+    """
+    width = int((windows != PAD).sum(dim=1).max()) if windows.numel() else 0
+    return windows[:, :max(width, least)]
+
+
 class SASRec(Recommender):
     example_kind = "windows"
 
@@ -105,14 +119,15 @@ class SASRec(Recommender):
 
     def user_vectors(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         ends = self.history_indptr[users + 1]
-        sequence = gather_windows(self.history_indptr, self.history_items, users, ends, self.config.max_len)
+        sequence = trim_padding(gather_windows(self.history_indptr, self.history_items, users, ends,
+                                               self.config.max_len), 1)             # (B, L' <= L)
         hidden = self._encode(sequence)                                               # (B, L, D)
         last = ((sequence != PAD).sum(dim=1) - 1).clamp(min=0)                        # (B,)
         return hidden[torch.arange(len(users), device=hidden.device), last]           # (B, D)
 
     def forward(self, batch: Batch) -> Output:
-        window = gather_windows(self.history_indptr, self.history_items, batch.users, batch.positions,
-                                self.window_length)                                   # (B, L + 1)
+        window = trim_padding(gather_windows(self.history_indptr, self.history_items, batch.users,
+                                             batch.positions, self.window_length), 2)  # (B, L' + 1 <= L + 1)
         inputs, targets = window[:, :-1], window[:, 1:]
         hidden = self._encode(inputs)                                                 # (B, L, D)
         valid = targets != PAD

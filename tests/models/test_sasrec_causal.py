@@ -74,3 +74,21 @@ def test_defaults_are_the_published_setting():
     config = SASRecConfig()
     assert (config.layers, config.heads, config.dim) == (2, 2, 64)
     assert 50 <= config.max_len <= 200 and 0.2 <= config.dropout <= 0.5
+
+
+@pytest.mark.parametrize("inputs_kind", [(True, True), (False, True)])
+def test_cutting_the_right_padding_changes_no_output(inputs_kind):
+    """Windows are cut to the longest real row: the outputs equal those of the full max_len windows."""
+    from recsys.models.base import gather_windows
+    from recsys.models.sasrec import trim_padding
+
+    net = model(*inputs_kind)
+    users = torch.tensor([0, 1, 1])                                         # histories of 7 and 5 items
+    full = gather_windows(net.history_indptr, net.history_items, users, net.history_indptr[users + 1], MAX_LEN)
+    cut = trim_padding(full, 1)                                             # (3, 8) -> (3, 7)
+    assert cut.shape == (3, 7)
+    with torch.no_grad():
+        whole, short = net._encode(full), net._encode(cut)                  # (3, 8, D), (3, 5, D)
+        real = cut != PAD
+        assert torch.allclose(whole[:, :7][real], short[real], atol=1e-6)
+        assert torch.allclose(net.user_vectors(users, None), whole[torch.arange(3), real.sum(1) - 1], atol=1e-6)
