@@ -5,7 +5,9 @@
 - :func:`capture_ray_output` (after ``ray.init``): the lines Ray's workers print
   (``log_to_driver``) go to the log file; a worker's ``recsys`` records, marked by
   :func:`setup_worker_logging` (Ray's ``worker_process_setup_hook``), are handled here
-  as if logged here, so a training epoch's line shows as it happens.
+  as if logged here, so a training epoch's line shows as it happens. The messages the
+  cluster sends the driver (``(raylet) A worker died ...``, the memory monitor's kills)
+  go to the log file too: the error they cause reaches the user as an exception.
 - :class:`NativeStderrFilter`: lines Ray's C++ core writes to fd 2 go to the log file.
 
 Nothing here imports Ray at module level: every Ray worker imports this module at start.
@@ -50,6 +52,7 @@ def capture_ray_output() -> bool:
     :func:`handle_worker_lines`, and quiets Ray's Python loggers.
     """
     quiet_ray_loggers()
+    route_cluster_messages()
     try:
         from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
     except ImportError:                            # another Ray: its own printer stays
@@ -60,6 +63,28 @@ def capture_ray_output() -> bool:
     dispatcher.remove_handler("ray_print_logs")
     dispatcher.add_handler("ray_print_logs", handle_worker_lines)
     return True
+
+
+def route_cluster_messages() -> bool:
+    """The driver's error messages from the cluster (``(raylet) ...``) to the log file; False when Ray offers no hook.
+
+    Ray's driver prints them from a thread of its own (``listen_error_messages``, even with
+    ``log_to_driver`` off) through ``print_to_stdstream``, which this replaces by
+    :func:`handle_cluster_messages`.
+    """
+    try:
+        from ray._private import worker as ray_worker
+    except ImportError:
+        return False
+    if not callable(getattr(ray_worker, "print_to_stdstream", None)):
+        return False
+    ray_worker.print_to_stdstream = handle_cluster_messages
+    return True
+
+
+def handle_cluster_messages(data: dict, ignore_prefix: bool = False) -> None:
+    """``print_to_stdstream`` of Ray's driver, to the log file (:func:`handle_worker_lines`)."""
+    handle_worker_lines(data)
 
 
 def handle_worker_lines(data: dict) -> None:
