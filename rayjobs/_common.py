@@ -17,7 +17,7 @@ preload_plugins(sys.argv[1:])          # before recsys.config derives the model.
 from recsys.config import RecsysConfig, register_configs  # noqa: E402
 from recsys.console import LogConfig, close_run_log, run_log_path, setup_logging
 from recsys.ray_output import NativeStderrFilter
-from recsys.runtime import user_error
+from recsys.runtime import Terminated, user_error
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
@@ -59,11 +59,14 @@ def run_entry(main, cfg: DictConfig) -> None:
     A RecsysError, wherever it was raised (here, in a Ray Data task, a Ray Train worker,
     an actor), ends the process with one ``error:`` line and exit code 2, its traceback
     in the run's log file only. Any other exception prints its traceback once, then
-    the path of the run's log file, and exits with code 1.
+    the path of the run's log file, and exits with code 1. SIGTERM (``ray job stop``, a
+    scheduler, ``kill``) ends the run as failed, the tables of the stage it stopped
+    unpublished, with one ``error:`` line and exit code 143 (128 + 15); a second SIGTERM
+    ends the process at once.
     """
     setup_logging(LogConfig())
-    # `ray job stop` and schedulers end a job with SIGTERM: turn it into an exception so the
-    # run is recorded as failed instead of being left 'running'.
+    # turned into an exception, so the run is recorded as failed instead of being left 'running';
+    # recsys.runtime.init_ray puts it back after ray.init replaced it
     signal.signal(signal.SIGTERM, _terminate)
     try:
         with NativeStderrFilter():                     # Ray's C++ core logs to fd 2: the run's log file
@@ -71,6 +74,8 @@ def run_entry(main, cfg: DictConfig) -> None:
             _check(config)
             setup_logging(config.log)
             main(config)
+    except Terminated as stop:
+        sys.exit(report_stop(stop))
     except Exception as exc:  # noqa: BLE001 - reported here, once, in the project's words
         sys.exit(report_failure(exc))
     finally:
@@ -96,6 +101,15 @@ def report_failure(exc: BaseException) -> int:
     return 1
 
 
+def report_stop(stop: Terminated) -> int:
+    """One line for a run stopped by a signal; return the exit code (128 + the signal's number)."""
+    logging.getLogger("recsys.entry").info("run stopped: %s", stop, exc_info=stop)
+    sys.stdout.flush()
+    where = run_log_path()
+    print(f"error: {stop}; it is recorded as failed" + (f" (log: {where})" if where else ""), file=sys.stderr)
+    return 128 + stop.signum
+
+
 def _from_ray(exc: BaseException) -> bool:
     try:
         from ray.exceptions import RayError
@@ -105,7 +119,8 @@ def _from_ray(exc: BaseException) -> bool:
 
 
 def _terminate(signum, frame) -> None:
-    raise SystemExit(128 + signum)
+    signal.signal(signum, signal.SIG_DFL)            # a second one ends the process at once
+    raise Terminated(signum)
 
 
 def entry_point(task=None, *, stages: list[str] | None = None):

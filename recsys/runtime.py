@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
@@ -73,6 +75,7 @@ def init_ray(cfg: RayConfig) -> dict:
     from recsys.ray_output import WORKER_SETUP_HOOK, capture_ray_output, quiet_ray_loggers
 
     if not ray.is_initialized():
+        own_handler = _python_sigterm_handler()
         quiet_ray_loggers()                  # "Started a local Ray instance" and the like: the run's log file
         # every worker sends its recsys log records to the driver as marked lines (recsys.ray_output)
         env: dict = {"worker_process_setup_hook": WORKER_SETUP_HOOK}
@@ -93,11 +96,38 @@ def init_ray(cfg: RayConfig) -> dict:
             )
         else:
             ray.init(address=address, log_to_driver=cfg.log_to_driver, runtime_env=env)
+        if own_handler is not None:
+            # ray.init installs its own SIGTERM handlers (Python's, then its C++ core's, which aborts):
+            # the entry point's (rayjobs._common) ends the run as failed instead
+            signal.signal(signal.SIGTERM, own_handler)
     quiet_ray_data()
     capture_ray_output()
     # Tune's legacy output engine at verbose=0 prints nothing; the newer one still prints each search's header
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     return dict(ray.cluster_resources())
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM): raised by the entry point's handler.
+
+    A BaseException, as KeyboardInterrupt is, so no ``except Exception`` on the way up
+    swallows it; the run's writer records the run as failed with it.
+
+    >>> str(Terminated(15))
+    'the run was stopped by SIGTERM'
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"the run was stopped by {signal.Signals(signum).name}")
+
+
+def _python_sigterm_handler():
+    """The SIGTERM handler a Python caller installed (a function), else None (default, or not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    handler = signal.getsignal(signal.SIGTERM)
+    return handler if callable(handler) else None
 
 
 def quiet_ray_data() -> None:
