@@ -152,7 +152,7 @@ def run_stages(cfg: RecsysConfig, stages: list[str] | None = None) -> Path:
         resources = init_ray(cfg.ray)
         writer.set_cluster({"address": cfg.ray.address or "local", "resources": resources})
         if several:
-            check_sources(datasets)
+            check_sources(datasets, cfg.split)
         whole = RunLevelState(cfg=cfg, writer=writer)
         for dataset in datasets:
             name = dataset_label(dataset)

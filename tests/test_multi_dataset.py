@@ -190,3 +190,20 @@ def test_a_missing_source_fails_the_run_before_any_dataset_is_prepared(tmp_path)
         run_stages(compose(overrides(tmp_path, f"datasets=[{{name:synthetic}},{bad}]")))
     tables = load_tables(str(tmp_path / "run"))
     assert tables["runs"]["status"].to_list() == ["failed"] and tables["datasets"].is_empty()
+
+
+def test_split_files_are_every_entrys_interactions_when_the_sources_are_checked(tmp_path):
+    from recsys.data.datasets import check_sources, run_datasets
+
+    (tmp_path / "train.csv").write_text("user_id,item_id,timestamp\nu1,i1,1600000000\nu2,i2,1600000001\n")
+    (tmp_path / "test.csv").write_text("user_id,item_id,timestamp\nu1,i2,1600000002\n")
+    entries = "datasets=[{name:table,label:a},{name:table,label:b}]"
+
+    def check(test_file: str) -> None:
+        cfg = compose([entries, "split.protocol=given",
+                       f"split.files={{train:{tmp_path}/train.csv,test:{tmp_path}/{test_file}}}"])
+        check_sources(run_datasets(cfg.dataset, cfg.datasets), cfg.split)
+
+    check("test.csv")                        # no dataset.interactions needed: split.files names them
+    with pytest.raises(DataError, match=r"nowhere.csv, setting 'split.files.test': a: file not found"):
+        check("nowhere.csv")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from recsys.data.config import DatasetConfig
+from recsys.data.config import DatasetConfig, SplitConfig
 from recsys.errors import ConfigError, RecsysError
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -60,8 +60,11 @@ def run_datasets(dataset: DatasetConfig, datasets: list[DatasetConfig]) -> list[
     return entries
 
 
-def check_sources(datasets: list[DatasetConfig]) -> None:
-    """Resolve every entry's source (loader and files, nothing read yet); an error names the entry.
+def check_sources(datasets: list[DatasetConfig], split: SplitConfig | None = None) -> None:
+    """Resolve every entry's source (loader and files, nothing read yet) as ``split`` reads it; an error names the entry.
+
+    With ``split.protocol=given``, the files of ``split.files`` are every entry's interactions,
+    as the prepare stage reads them.
 
     >>> check_sources([DatasetConfig(), DatasetConfig(name="movielen", label="ml")])
     Traceback (most recent call last):
@@ -72,9 +75,20 @@ def check_sources(datasets: list[DatasetConfig]) -> None:
 
     for i, entry in enumerate(datasets):
         try:
-            open_source(entry)
+            open_source(entry, split)
         except RecsysError as err:
             raise type(err)(f"{dataset_label(entry)}: {err.problem}", file=err.file, column=err.column,
-                            setting=f"datasets[{i}]" if err.setting in (None, "dataset") else
-                            f"datasets[{i}].{err.setting.removeprefix('dataset.')}",
-                            hint=err.hint) from None
+                            setting=_entry_setting(err.setting, i), hint=err.hint) from None
+
+
+def _entry_setting(setting: str | None, i: int) -> str:
+    """A ``dataset.*`` setting as the entry's (``datasets[i].*``); a run-wide one (``split.*``) stays.
+
+    >>> _entry_setting("dataset.path", 1), _entry_setting(None, 0), _entry_setting("split.files.test", 0)
+    ('datasets[1].path', 'datasets[0]', 'split.files.test')
+    """
+    if setting in (None, "dataset"):
+        return f"datasets[{i}]"
+    if setting.startswith("dataset."):
+        return f"datasets[{i}].{setting.removeprefix('dataset.')}"
+    return setting
