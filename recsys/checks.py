@@ -37,6 +37,7 @@ from typing import Optional
 
 from recsys.config import RecsysConfig
 from recsys.console import check_log_config
+from recsys.data.checks import TIMESTAMP_UNITS
 from recsys.data.config import DataConfig, DatasetConfig, SyntheticConfig
 from recsys.data.datasets import run_datasets
 from recsys.data.prepare import check_data_config
@@ -163,9 +164,10 @@ def check_dataset_ranges(entry: DatasetConfig, where: str = "dataset") -> None:
     ...
     recsys.errors.ConfigError: setting 'dataset.synthetic.n_users': value 0 is out of range: it must be an integer >= 1. What to do: use e.g. dataset.synthetic.n_users=2000
     """
-    if entry.timestamp_unit not in ("auto", "s", "ms"):
+    units = ("auto", *TIMESTAMP_UNITS)          # what validation converts (recsys.data.checks)
+    if entry.timestamp_unit not in units:
         raise ConfigError(f"unknown value {entry.timestamp_unit!r}", setting=f"{where}.timestamp_unit",
-                          hint="use one of auto, s, ms")
+                          hint=f"use one of {', '.join(units)}")
     scale = entry.rating_scale
     if scale is not None and (len(scale) != 2 or not all(_number(v) and math.isfinite(v) for v in scale)
                               or scale[0] >= scale[1]):

@@ -127,3 +127,14 @@ def test_every_stage_is_known():
     from recsys.pipeline import RUN_STAGES, STAGES
 
     assert set(ALL_STAGES) == {*STAGES, *RUN_STAGES}
+
+
+def test_the_timestamp_units_are_those_validation_converts():
+    from recsys.data.checks import TIMESTAMP_UNITS, check_settings
+
+    for unit in ("auto", *TIMESTAMP_UNITS):
+        check_config(_with(dataset={"timestamp_unit": unit}), ["prepare"])
+        check_settings(_with(dataset={"timestamp_unit": unit}).dataset)
+    assert {"s", "ms", "us", "ns"} <= set(TIMESTAMP_UNITS)
+    with pytest.raises(ConfigError, match="dataset.timestamp_unit.*auto, s, ms, us, ns"):
+        check_config(_with(dataset={"timestamp_unit": "seconds"}), ["prepare"])

@@ -53,7 +53,7 @@ class DatasetConfig:
     columns: dict[str, Optional[str]] = field(default_factory=dict)  # canonical name -> source column (null: unmapped)
     item_columns: dict[str, str] = field(default_factory=dict)  # item field -> source column
     user_columns: dict[str, str] = field(default_factory=dict)  # user field -> source column
-    timestamp_unit: str = "auto"        # auto | s | ms
+    timestamp_unit: str = "auto"        # auto | s | ms | us | ns
     rating_scale: Optional[list[float]] = None  # [min, max]; None: not checked
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
