@@ -2,7 +2,8 @@
 
 One line at the start, then at most one every ``every_s`` seconds, then one at the
 end, so ``ray job logs`` and CI logs read like a diary rather than a wall of
-carriage returns.
+carriage returns. The closing line goes to the run's log file only (logger
+``recsys.embed.progress``): on the console the stage's own ``embed: done`` line says it.
 
 >>> lines, now = [], iter([0.0, 5.0, 20.0, 30.0]).__next__
 >>> p = Progress(1000, "embed minilm", every_s=10, emit=lines.append, clock=now)
@@ -20,6 +21,7 @@ import time
 from typing import Callable
 
 log = logging.getLogger("recsys.embed")
+done_log = logging.getLogger("recsys.embed.progress")     # not a console logger (recsys.console)
 
 
 def _duration(seconds: float) -> str:
@@ -50,6 +52,7 @@ class Progress:
     ) -> None:
         self.total, self.label, self.every_s = int(total), label, every_s
         self.emit = emit or log.info
+        self.emit_done = emit or done_log.info
         self.clock = clock
         self.done = 0
         self.started = self.last = clock()
@@ -73,5 +76,5 @@ class Progress:
         """Emit the closing line and return the elapsed seconds."""
         elapsed = self.clock() - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        self.emit(f"{self.label}: done, {self.done:,} texts in {_duration(elapsed)} ({rate:.1f} texts/s)")
+        self.emit_done(f"{self.label}: done, {self.done:,} texts in {_duration(elapsed)} ({rate:.1f} texts/s)")
         return elapsed
