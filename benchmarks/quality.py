@@ -11,7 +11,7 @@ ratios of ``--ratios``); validation masks training items, test masks training an
 validation items; full ranking over every catalogue item; the epoch kept is the best on
 validation NDCG@10 (``--patience``). Users are scored from their training history only.
 Every model runs with its defaults (``ModelSettings()``, the ``Config`` dataclasses beside
-the models) and the per-model learning rate of :data:`LEARNING_RATES`; text models read
+the models) and its own learning rate (``ModelSpec.lr``: what ``train.lr=null`` gives in a run); text models read
 MiniLM vectors of ``"{title}. Genres: {genres}"`` (user tags left out: they would leak
 held-out interactions). ``--set model.lightgcn.layers=2`` overrides a model setting.
 
@@ -41,8 +41,6 @@ import numpy as np
 TEMPLATE = "{title}[. Genres: {genres}]"
 K = 10
 MODELS = ["pop", "mf", "content", "two_tower", "sasrec", "lightgcn", "textgraph"]
-LEARNING_RATES = {"mf": 3e-3, "content": 1e-3, "two_tower": 1e-3, "sasrec": 1e-3, "lightgcn": 1e-2,
-                  "textgraph": 1e-3}
 
 
 def model_settings(overrides: list[str]):
@@ -139,7 +137,7 @@ def with_tokens(config, ds, cache_dir: str):
 def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
     from benchmarks.quality_segments import paired_rows, segment_values
     from recsys.train.checkpoint import load_model
-    from recsys.train.config import TrainConfig
+    from recsys.train.config import TrainConfig, for_model
     from recsys.train.data import TrainingData
     from recsys.train.stage import train_local
 
@@ -154,7 +152,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
         per_user = {}
         for spec in args.models:
             name, config, lr = variant(spec, settings)
-            cfg = replace(base, lr=lr or LEARNING_RATES.get(name, base.lr))
+            cfg = for_model(replace(base, lr=lr), name)            # None: the model's own rate (ModelSpec.lr)
             config = with_tokens(config, ds, args.cache_dir)
             started = time.perf_counter()
             trained = train_local(name, config, data, text, cfg, tempfile.mkdtemp(prefix=f"q-{name}-"))
@@ -162,7 +160,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
             epoch_s = [r["value"] for r in trained.telemetry.curves if r["name"] == "epoch_seconds"]
             model = load_model(trained.path)
             metrics = test_metrics(model, ds, data)
-            row = {"seed": seed, "model": spec, **metrics, "best_epoch": trained.state.best_epoch,
+            row = {"seed": seed, "model": spec, "lr": cfg.lr, **metrics, "best_epoch": trained.state.best_epoch,
                    "epochs": trained.state.epoch, "val_ndcg": trained.summary()["best_val"], "train_s": seconds,
                    "epoch_s": statistics.median(epoch_s) if epoch_s else None,
                    "peak_mb": max((r["value"] for r in trained.telemetry.curves if r["name"] == "peak_memory_mb"),

@@ -69,6 +69,7 @@ class ModelSpec:
     builder: Callable[[Any, ModelInputs], nn.Module]
     target: Optional[str] = None
     search_space: Optional[dict] = None       # {setting: {type: ..., ...}}: ranges the tune stage may search
+    lr: Optional[float] = None                # train.lr when the run leaves it null (None: recsys.train.config.DEFAULT_LR)
 
     def __post_init__(self) -> None:
         where = self.target or self.name
@@ -78,6 +79,9 @@ class ModelSpec:
         if not (isinstance(self.config_type, type) and dataclasses.is_dataclass(self.config_type)):
             raise ConfigError(f"plugin {where}: the settings of model '{self.name}' are not a dataclass",
                               setting="models", hint="give the model a @dataclass Config with defaults")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"plugin {where}: the learning rate of model '{self.name}' is {self.lr!r}",
+                              setting="models", hint="give a positive lr, or None for train.lr's default")
         if not callable(self.builder):
             raise ConfigError(f"plugin {where}: the builder of model '{self.name}' is not callable",
                               setting="models", hint="the builder is called as builder(config, inputs)")
@@ -85,13 +89,13 @@ class ModelSpec:
 
 BUILTINS = [
     ModelSpec("pop", PopConfig, Popularity),
-    ModelSpec("mf", MFConfig, MatrixFactorization),
-    ModelSpec("content", ContentConfig, ContentModel),
-    ModelSpec("two_tower", TwoTowerConfig, TwoTower),
-    ModelSpec("sasrec", SASRecConfig, SASRec),
-    ModelSpec("lightgcn", LightGCNConfig, LightGCN),
-    ModelSpec("textgraph", TextGraphConfig, TextGraph),
-    ModelSpec("finetune", FineTuneConfig, FineTune),
+    ModelSpec("mf", MFConfig, MatrixFactorization, lr=3e-3),
+    ModelSpec("content", ContentConfig, ContentModel, lr=1e-3),
+    ModelSpec("two_tower", TwoTowerConfig, TwoTower, lr=1e-3),
+    ModelSpec("sasrec", SASRecConfig, SASRec, lr=1e-3),
+    ModelSpec("lightgcn", LightGCNConfig, LightGCN, lr=1e-2),
+    ModelSpec("textgraph", TextGraphConfig, TextGraph, lr=1e-3),
+    ModelSpec("finetune", FineTuneConfig, FineTune, lr=1e-3),
 ]
 
 SPECS: dict[str, ModelSpec] = {}
@@ -148,7 +152,8 @@ def spec_from_target(target: str, name: Optional[str] = None) -> ModelSpec:
                                    "or register a ModelSpec")
         own_name = obj.__dict__.get("name")
         spec = ModelSpec(own_name if isinstance(own_name, str) else snake_case(obj.__name__), config_type, obj,
-                         target=target, search_space=getattr(obj, "search_space", None))
+                         target=target, search_space=getattr(obj, "search_space", None),
+                         lr=getattr(obj, "lr", None))
     else:
         raise ConfigError(f"plugin {target} is a {type(obj).__name__}, not a model class or ModelSpec",
                           setting="models", hint="point at the model class or a recsys.models.registry.ModelSpec")

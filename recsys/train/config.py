@@ -33,7 +33,7 @@ class TrainConfig:
     'softmax'
     """
 
-    lr: float = 1e-3
+    lr: Optional[float] = None          # None: each model's own rate (ModelSpec.lr; DEFAULT_LR when it names none)
     epochs: int = 20
     batch_size: int = 1024
     weight_decay: float = 0.0
@@ -58,6 +58,28 @@ class TrainConfig:
     checkpoint_dir: Optional[str] = None     # None: <report dir>/checkpoints/<model>
 
 
+DEFAULT_LR = 1e-3
+
+
+def for_model(cfg: TrainConfig, name: str) -> TrainConfig:
+    """``cfg`` with ``lr`` filled for model ``name`` when the run leaves ``train.lr`` null: the model's own
+    recommended rate (``ModelSpec.lr``), else :data:`DEFAULT_LR`. A set ``train.lr`` is kept for every model.
+
+    >>> for_model(TrainConfig(), "lightgcn").lr, for_model(TrainConfig(), "two_tower").lr
+    (0.01, 0.001)
+    >>> for_model(TrainConfig(lr=0.05), "lightgcn").lr
+    0.05
+    """
+    if cfg.lr is not None:
+        return cfg
+    from dataclasses import replace
+
+    from recsys.models.registry import SPECS
+
+    spec = SPECS.get(name)
+    return replace(cfg, lr=spec.lr if spec is not None and spec.lr is not None else DEFAULT_LR)
+
+
 def _one_of(value, choices: tuple[str, ...], setting: str) -> None:
     if value not in choices:
         raise ConfigError(f"unknown value {value!r}", setting=setting, hint=f"use one of {', '.join(choices)}")
@@ -71,7 +93,7 @@ def check_train_config(cfg: TrainConfig) -> None:
     _one_of(cfg.engine, ENGINES, "train.engine")
     _one_of(cfg.lr_schedule, SCHEDULES, "train.lr_schedule")
     checks = [
-        ("lr", cfg.lr > 0, "use e.g. train.lr=0.001"),
+        ("lr", cfg.lr is None or cfg.lr > 0, "use e.g. train.lr=0.001, or null for each model's own rate"),
         ("epochs", cfg.epochs >= 1, "a trained model needs at least one epoch: use e.g. train.epochs=20"),
         ("batch_size", cfg.batch_size >= 1, "use e.g. train.batch_size=256"),
         ("weight_decay", cfg.weight_decay >= 0, "use e.g. train.weight_decay=0.0"),

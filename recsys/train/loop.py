@@ -38,7 +38,7 @@ from recsys.models.contract import checked_scorer, training_kind
 from recsys.train.batching import (Examples, epoch_examples, epoch_order, examples_per_batch, steps_per_epoch,
                                    worker_batches)
 from recsys.train.checkpoint import FitState, Snapshot
-from recsys.train.config import TrainConfig, check_train_config
+from recsys.train.config import TrainConfig, check_train_config, for_model
 from recsys.train.data import TrainingData
 from recsys.train.losses import Loss
 from recsys.train.probes import Probes, Telemetry, first_nonfinite, peak_memory_mb
@@ -195,8 +195,10 @@ def train_epoch(model: Recommender, loss_fn: Loss, optimizer: torch.optim.Optimi
         grads = [p.grad for p in params if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm(grads)                  # all-reduced grads: same on every worker
         bad = not bool(torch.isfinite(grad_norm)) or not bool(torch.isfinite(loss))
-        if dist.world_size > 1:                                           # a local loss: decide together
-            bad = dist.all_sum([float(bad)])[0] > 0
+        step_loss = loss.detach() / dist.world_size                       # this worker's share of the global mean
+        if dist.world_size > 1:                                           # a local loss: decide (and log) together
+            flagged, global_loss = dist.all_sum([float(bad), float(step_loss)])
+            bad, step_loss = flagged > 0, torch.tensor(global_loss)
         if bad:
             stats.nonfinite, stats.nonfinite_step = first_nonfinite(model, loss), state.step
             probes.record_nonfinite(state.step, state.epoch, stats.nonfinite, float(loss.detach()))
@@ -207,7 +209,7 @@ def train_epoch(model: Recommender, loss_fn: Loss, optimizer: torch.optim.Optimi
         probes.before_update(state.step)
         optimizer.step()
         probes.after_update(state.step, state.epoch)
-        probes.step_done(state.step, state.epoch, loss / dist.world_size, len(batch.users) * dist.world_size,
+        probes.step_done(state.step, state.epoch, step_loss, len(batch.users) * dist.world_size,
                          optimizer.param_groups[0]["lr"])
         stats.loss_sum += float(loss.detach()) / dist.world_size
         stats.examples += len(batch.users)
@@ -239,6 +241,7 @@ def fit(model: Recommender, data: TrainingData, cfg: TrainConfig, *, forward: Ca
     ``resume`` continues from a checkpoint's :class:`Snapshot`.
     """
     check_train_config(cfg)
+    cfg = for_model(cfg, model.name)                  # train.lr null: the model's own rate
     telemetry = Telemetry.from_state(resume.telemetry) if resume else Telemetry(model.name)
     seen = data.seen()
     if not model.trainable:

@@ -125,6 +125,10 @@ class TuneRun:
             from recsys.embed.config import template_for
 
             return template_for(self.cfg.encoder, self.dataset)
+        if path == "train.lr":
+            from recsys.train.config import for_model
+
+            return for_model(self.cfg.train, self.model).lr          # null: the model's own rate
         return get_setting(self.cfg, path)
 
     def prepare_templates(self, space: Space) -> None:

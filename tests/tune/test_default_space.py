@@ -50,8 +50,16 @@ def test_the_default_space_covers_the_searched_families():
 
 def test_the_baseline_lies_inside_the_default_space():
     """The search's start point is the baseline's own settings, unmoved."""
+    from recsys.models.registry import BUILTINS
+    from recsys.train.config import for_model
+
     cfg = compose([])
     for path, param in _default_space().items():
+        if path == "train.lr":                 # null: each model's own rate, every one inside the range
+            for spec in BUILTINS:
+                lr = for_model(cfg.train, spec.name).lr
+                assert param.contains(lr), f"{spec.name}: train.lr {lr} outside {param.describe()}"
+            continue
         assert param.contains(get_setting(cfg, path)), f"{path}: baseline {get_setting(cfg, path)!r} " \
                                                         f"outside {param.describe()}"
 
