@@ -101,6 +101,16 @@ class Pop(MatrixFactorization):
     Config = MFConfig
 
 
+class NegativeRate(MatrixFactorization):
+    Config = MFConfig
+    lr = -0.1
+
+
+class OwnRate(MatrixFactorization):
+    Config = MFConfig
+    lr = 0.02
+
+
 not_a_model = 42
 '''
 
@@ -132,6 +142,7 @@ def one_line(err: pytest.ExceptionInfo) -> str:
     ("bad_plugins:NoConfig", "has no Config dataclass"),
     ("bad_plugins:NotDataclassConfig", "are not a dataclass"),
     ("bad_plugins:Pop", "model name 'pop' is already taken by a built-in model"),
+    ("bad_plugins:NegativeRate", "the learning rate of model 'negative_rate' is -0.1"),
 ])
 def test_a_plugin_that_cannot_be_registered_is_one_error_naming_it(plugins, target, expected):
     with pytest.raises(ConfigError) as err:
@@ -195,3 +206,12 @@ def test_the_entry_point_names_a_plugin_it_cannot_import_in_one_line_and_exit_co
     errors = [line for line in text.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "plugin no_such_pkg.recs:MyModel cannot be imported" in errors[0]
     assert not (tmp_path / "run").exists()                               # nothing started, nothing written
+
+
+def test_a_plugin_trains_at_its_own_rate_unless_the_run_sets_train_lr(plugins):
+    from recsys.train.config import TrainConfig, for_model
+
+    name = load_plugin("bad_plugins:OwnRate")
+    assert for_model(TrainConfig(), name).lr == 0.02
+    assert for_model(TrainConfig(lr=0.5), name).lr == 0.5
+    assert for_model(TrainConfig(), "exploding_unknown").lr == 1e-3       # a model that names none: the default
