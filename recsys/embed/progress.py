@@ -2,8 +2,9 @@
 
 One line at the start, then at most one every ``every_s`` seconds, then one at the
 end, so ``ray job logs`` and CI logs read like a diary rather than a wall of
-carriage returns. The closing line goes to the run's log file only (logger
-``recsys.embed.progress``): on the console the stage's own ``embed: done`` line says it.
+carriage returns. The first and the closing line go to the run's log file only (logger
+``recsys.embed.progress``): on the console the stage's own ``embed: started`` and
+``embed: done`` lines say it, and the periodic lines show a long encoding's progress.
 
 >>> lines, now = [], iter([0.0, 5.0, 20.0, 30.0]).__next__
 >>> p = Progress(1000, "embed minilm", every_s=10, emit=lines.append, clock=now)
@@ -21,7 +22,7 @@ import time
 from typing import Callable
 
 log = logging.getLogger("recsys.embed")
-done_log = logging.getLogger("recsys.embed.progress")     # not a console logger (recsys.console)
+quiet_log = logging.getLogger("recsys.embed.progress")    # not a console logger (recsys.console): the file
 
 
 def _duration(seconds: float) -> str:
@@ -52,11 +53,11 @@ class Progress:
     ) -> None:
         self.total, self.label, self.every_s = int(total), label, every_s
         self.emit = emit or log.info
-        self.emit_done = emit or done_log.info
+        self.emit_quiet = emit or quiet_log.info
         self.clock = clock
         self.done = 0
         self.started = self.last = clock()
-        self.emit(f"{label}: 0/{self.total:,} texts to encode")
+        self.emit_quiet(f"{label}: 0/{self.total:,} texts to encode")
 
     def update(self, n: int) -> None:
         self.done += int(n)
@@ -76,5 +77,5 @@ class Progress:
         """Emit the closing line and return the elapsed seconds."""
         elapsed = self.clock() - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        self.emit_done(f"{self.label}: done, {self.done:,} texts in {_duration(elapsed)} ({rate:.1f} texts/s)")
+        self.emit_quiet(f"{self.label}: done, {self.done:,} texts in {_duration(elapsed)} ({rate:.1f} texts/s)")
         return elapsed

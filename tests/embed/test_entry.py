@@ -46,8 +46,8 @@ def test_prepare_then_embed_in_one_run(tmp_path, tiny_model, monkeypatch, caplog
     middle = label + r"\d+/90 texts \(\d+\.\d%\), [\d.]+ texts/s, eta \w+"
     assert any(re.fullmatch(middle, line) for line in lines[1:-1])
     assert re.fullmatch(label + r"done, 90 texts in \w+ \([\d.]+ texts/s\)", lines[-1])
-    closing = [r.name for r in caplog.records if "done, 90 texts" in r.getMessage()]
-    assert closing == ["recsys.embed.progress"]              # the run's log file; the console has "embed: done"
+    quiet = [r.getMessage() for r in caplog.records if r.name == "recsys.embed.progress"]
+    assert quiet == [lines[0], lines[-1]]           # the run's log file; the console has "embed: started/done"
     assert not any("\r" in line or "\n" in line for line in lines)
     assert (tmp_path / "c" / "embeddings").is_dir()          # encoder.cache_dir unset: under data.cache_dir
 
@@ -62,7 +62,7 @@ def test_rayjobs_embed_entry_point_on_one_cpu(tmp_path, tiny_model):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     output = done.stdout + done.stderr
-    assert "texts to encode" in output and "embed: done in" in output
-    assert "done, 90 texts in" not in output                 # one closing line: the stage's (the file has both)
-    assert "done, 90 texts in" in (tmp_path / "run" / "run.log").read_text()
+    assert "embed: started" in output and "embed: done in" in output
+    for text in ("0/90 texts to encode", "done, 90 texts in"):   # the stage's own lines say it: the file only
+        assert text not in output and text in (tmp_path / "run" / "run.log").read_text()
     assert "succeeded" in done.stdout
