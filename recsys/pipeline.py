@@ -170,9 +170,9 @@ def run_stages(cfg: RecsysConfig, stages: list[str] | None = None) -> Path:
                 RUN_STAGES[stage](whole)
             writer.mark_stage_done(stage)
             stage_done(stage, started)
-    diagnosis = run_summary(whole.datasets.values())
+    diagnosis = run_summary(whole.datasets.values(), report_dir)
     if diagnosis:
-        print(diagnosis)              # the per-model diagnosis of every dataset comes after every stage
+        print(diagnosis)              # one line per model of every dataset, after every stage; the full text: the file
     print(f"run {run_id} succeeded; report tables in {report_dir}")
     print(f"query them with: recsys report query \"SELECT * FROM datasets\" --runs {report_dir}")
     try:

@@ -16,6 +16,7 @@ from rayjobs._common import compose
 from recsys.cli import main as cli
 from recsys.data.config import DatasetConfig
 from recsys.errors import ConfigError, DataError
+from recsys.evaluate.compare import CONSOLE_LINES_PER_KIND
 from recsys.evaluate.crossdata import CompareConfig, compare_run
 from recsys.pipeline import RUN_STAGES, STAGES, run_stages
 from recsys.report.reader import load_tables
@@ -106,8 +107,12 @@ def test_insights_are_the_comparison_of_the_stored_rows_and_are_printed(two_data
     tradeoffs = stored.filter(pl.col("kind") == "tradeoff")
     assert (tradeoffs["p_value"] < cfg.eval.alpha).all()
     assert "models compared on large, small (test split, significance: adjusted p < 0.05):" in printed
-    for dataset, text in stored.select("dataset", "text").iter_rows():
-        assert f"[{dataset or 'all datasets'}] {text}" in printed
+    shown = [f"[{dataset or 'all datasets'}] {text}" in printed
+             for dataset, text in stored.select("dataset", "text").iter_rows()]
+    per_group = stored.with_columns(nth=pl.int_range(pl.len()).over("dataset", "kind"))["nth"].to_list()
+    assert shown == [nth < CONSOLE_LINES_PER_KIND for nth in per_group]     # the strongest of each kind
+    more = shown.count(False)
+    assert (f"{more} more line" in printed and "--show insights" in printed) if more else "more line" not in printed
 
 
 @pytest.mark.ray
@@ -151,7 +156,11 @@ def test_every_dataset_has_its_diagnosis_section_stored_and_printed_after_compar
         section = stored.split(f"== dataset {dataset} ==\n", 1)[1].split("\n\n== dataset ", 1)[0]
         n = tables["findings"].filter(pl.col("dataset") == dataset).height
         assert section.startswith(f"diagnosis: {n} finding") and "\nmf: " in section
-    assert printed.count(stored.strip()) == 1 and printed.count("== dataset small ==") == 1
+    assert printed.count("== dataset small ==") == 1 and "remedy:" not in printed    # the full text: the file
+    for dataset in ("small", "large"):                                            # one line per model
+        brief = printed.split(f"== dataset {dataset} ==\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        assert brief[0].startswith("diagnosis: ") and any(line.startswith("  mf: ") for line in brief)
+    assert f"the full diagnosis (messages, remedies, edits): {report / 'diagnosis.txt'}" in printed
     assert printed.index("== dataset small ==") > printed.index("models compared on")   # after the compare stage
 
 

@@ -41,7 +41,7 @@ from recsys.diagnose.importance import EvalData, feature_tensors, importance_row
 from recsys.diagnose.inputs import DiagnosisInputs
 from recsys.diagnose.model_health import item_norms, model_health_rows
 from recsys.diagnose.remedies import applicable
-from recsys.diagnose.summary import summarize
+from recsys.diagnose.summary import brief, summarize
 from recsys.diagnose.text_fields import FieldVectors, field_vectors
 from recsys.errors import ConfigError, DataError
 from recsys.evaluate.config import EvalConfig
@@ -50,6 +50,7 @@ from recsys.models.base import ModelInputs, Recommender
 from recsys.models.registry import build_model
 from recsys.report.schema import schema_for
 from recsys.run_state import RunState, TrainedModelRecord
+from recsys.storage import join
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,17 @@ class DiagnoseResult:
     findings: list[Finding] = field(default_factory=list)
     summary: str = ""
     dataset: str = ""
+    models: list[str] = field(default_factory=list)      # the judged models (those without findings too)
 
     @property
     def section(self) -> str:
         """The summary under its dataset's header, as ``diagnosis.txt`` holds it."""
         return summary_section(self.dataset, self.summary)
+
+    @property
+    def brief_section(self) -> str:
+        """The section in one line per model (:func:`recsys.diagnose.summary.brief`), for the console."""
+        return summary_section(self.dataset, brief(self.findings, models=self.models))
 
 
 # ---------------------------------------------------------------- inputs
@@ -317,7 +324,7 @@ def finish(writer, result: DiagnoseResult, tables: Mapping[str, pl.DataFrame], c
     result.findings = without_missing_settings(judge(tables, result, cfg))
     judged = [m for m in models if m != cfg.baseline_model]
     result.summary = summarize(result.findings, models=judged)
-    result.dataset = dataset
+    result.dataset, result.models = dataset, judged
     writer.write("feature_importance", result.feature_importance)
     writer.write("embedding_health", _jsonable_details(result.embedding_health))
     writer.write("findings", to_rows(result.findings, dataset))
@@ -327,19 +334,28 @@ def finish(writer, result: DiagnoseResult, tables: Mapping[str, pl.DataFrame], c
     return result
 
 
-def run_summary(states: Iterable[RunState]) -> str:
-    """The diagnosis sections of the datasets diagnosed in this run, in order, for the end of the pipeline.
+def run_summary(states: Iterable[RunState], location: str | Path | None = None) -> str:
+    """The diagnosis of the datasets diagnosed in this run, one line per model, for the end of the pipeline.
 
     ``states`` are the run's per-dataset :class:`~recsys.run_state.RunState` objects; those
-    without a diagnosis add nothing (empty text when none has one).
+    without a diagnosis add nothing (empty text when none has one). With the run's
+    ``location``, a last line points at the full text (``diagnosis.txt``: every finding's
+    message, remedy and edits).
 
-    >>> state = RunState(cfg=None, writer=None, diagnosis=DiagnoseResult(summary="diagnosis: no findings", dataset="a"))
-    >>> print(run_summary([state, RunState(cfg=None, writer=None)]))
+    >>> state = RunState(cfg=None, writer=None, diagnosis=DiagnoseResult(dataset="a", models=["mf"]))
+    >>> print(run_summary([state, RunState(cfg=None, writer=None)], "runs/r1"))
     == dataset a ==
-    diagnosis: no findings
+    diagnosis: 0 findings (0 critical, 0 warning, 0 info) in 1 model
+      mf: no findings
+    the full diagnosis (messages, remedies, edits): runs/r1/diagnosis.txt
     """
     results = [state.diagnosis for state in states if state.diagnosis is not None]
-    return "\n\n".join(result.section for result in results)
+    if not results:
+        return ""
+    text = "\n\n".join(result.brief_section for result in results)
+    if location is not None:
+        text += f"\nthe full diagnosis (messages, remedies, edits): {join(location, SUMMARY_FILE)}"
+    return text
 
 
 # ---------------------------------------------------------------- the stage

@@ -2,7 +2,8 @@
 
 The stage runs once per run, after every dataset's stages: it reads the run's own
 ``metrics`` and ``comparisons`` rows (every dataset's), writes ``rankings`` and
-``insights`` (:mod:`recsys.evaluate.crossdata`) and prints the lines. For a run
+``insights`` (:mod:`recsys.evaluate.crossdata`) and prints the strongest lines of each kind
+(:func:`console_lines`; ``recsys report compare`` prints them all). For a run
 that has no ``rankings`` yet (written before the stage existed, or without it),
 :func:`compare_reports` computes them the same way from its tables and config.
 """
@@ -42,6 +43,40 @@ def format_lines(comparison: Comparison, heading: str) -> str:
     return "\n".join([heading] + [f"  {line}" for line in lines])
 
 
+CONSOLE_LINES_PER_KIND = 2     # the pipeline's console: this many lines of each kind per dataset, the rest in the tables
+
+
+def console_lines(comparison: Comparison, heading: str, run_location: str,
+                  per_kind: int = CONSOLE_LINES_PER_KIND) -> str:
+    """:func:`format_lines` for the console: the first ``per_kind`` lines of each kind per dataset (the
+    strongest: the lines are sorted by effect), then how many more there are and the command that shows them.
+
+    >>> insights = pl.DataFrame({"dataset": ["d"] * 4, "kind": ["tradeoff", "segment", "segment", "segment"],
+    ...                          "text": ["mf beats pop", "mf on heavy users", "mf on light users", "pop on new items"]})
+    >>> print(console_lines(Comparison(pl.DataFrame(), insights), "models compared:", "runs/r1", per_kind=2))
+    models compared:
+      [d] mf beats pop
+      [d] mf on heavy users
+      [d] mf on light users
+      1 more line: recsys report compare --runs runs/r1 --show insights
+    """
+    insights = comparison.insights
+    if insights.is_empty():
+        return format_lines(comparison, heading)
+    seen: dict[tuple, int] = {}
+    shown = []
+    for dataset, kind, text in insights.select("dataset", "kind", "text").iter_rows():
+        seen[dataset, kind] = seen.get((dataset, kind), 0) + 1
+        if seen[dataset, kind] <= per_kind:
+            shown.append(f"[{dataset or 'all datasets'}] {text}")
+    lines = [heading] + [f"  {line}" for line in shown]
+    more = insights.height - len(shown)
+    if more:
+        lines.append(f"  {more} more line{'s' if more != 1 else ''}: "
+                     f"recsys report compare --runs {run_location} --show insights")
+    return "\n".join(lines)
+
+
 def stage_compare(run) -> None:
     """Rank the run's models on every dataset and segment; write ``rankings`` and ``insights``; print the lines.
 
@@ -58,8 +93,8 @@ def stage_compare(run) -> None:
     run.writer.write("rankings", result.rankings)
     run.writer.write("insights", result.insights)
     datasets = ", ".join(sorted(set(result.rankings["dataset"].to_list())))
-    print(format_lines(result, f"models compared on {datasets} ({cfg.compare.split} split, "
-                               f"significance: adjusted p < {cfg.eval.alpha:g}):"))
+    print(console_lines(result, f"models compared on {datasets} ({cfg.compare.split} split, "
+                                f"significance: adjusted p < {cfg.eval.alpha:g}):", run.writer.location))
 
 
 # ---------------------------------------------------------------- finished runs
