@@ -12,18 +12,16 @@ and with these substitutions, nothing else:
 
 The local job-submission recipe (``ray start --head`` ... ``ray job submit``) is not marked: it
 starts a head on fixed ports and stops with ``ray stop``, which would end every Ray of this user.
-:func:`test_the_job_recipe_submits_with_a_token` runs its lines with only the ports, ``HOME``
-(the token file), the head's lifetime (``--block``, its own process group) and the job's data
-size and ``report.dir`` changed; ``tests/cluster/test_job_submit.py`` submits with token authentication off.
+``tests/cluster/test_job_submit.py`` runs its lines once (``RecipeHead`` in tests/cluster/raycluster.py)
+with only the ports, ``HOME`` (the token file), the head's lifetime (``--block``, its own process
+group), a marker resource and the job's data size and ``report.dir`` changed, and checks that
+the job succeeds and what it leaves; here only the order of its lines is checked.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
-import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,32 +123,6 @@ def test_the_report_commands_run_on_runs_of_our_own(tmp_path, ray_session):
     assert (tmp_path / "reports" / ids[0] / "report.html").exists()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop_group(pgid: int, deadline_s: float = 60) -> None:
-    """SIGTERM the head's own process group; SIGKILL what is left after ``deadline_s`` (never ``ray stop``)."""
-    import time
-
-    for sig, wait_s in ((signal.SIGTERM, deadline_s), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        end = time.monotonic() + wait_s
-        while time.monotonic() < end:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.5)
-
-
 def job_recipe(text: str) -> list[str]:
     """The commands of the README's local job-submission block (the one that starts a head)."""
     block = next(block for block in re.findall(r"```bash\n(.*?)```", text, re.S) if "ray start --head" in block)
@@ -165,52 +137,3 @@ def test_the_job_recipe_turns_token_authentication_on_before_any_ray_command():
     start = next(i for i, c in enumerate(recipe) if c.startswith("ray start --head"))
     submit = next(i for i, c in enumerate(recipe) if c.startswith("ray job submit"))
     assert generate < start < submit
-
-
-@pytest.mark.cluster
-@pytest.mark.slow
-def test_the_job_recipe_submits_with_a_token(tmp_path):
-    """The recipe's lines in one bash script: the head on free ports in its own process group, HOME a temporary
-    directory (its ~/.ray/auth_token), the job's data small; a missing token must be refused, the job must succeed."""
-    dashboard, temp = _free_port(), Path("/tmp") / f"rr{os.getpid()}"
-    home = tmp_path / "home"
-    home.mkdir()
-    script = ["set -e"]
-    for command in job_recipe(README.read_text()):
-        command = command.replace("8265", str(dashboard))
-        if command.startswith("ray start --head"):
-            ports = " ".join(f"--{name}={_free_port()}" for name in (
-                "port", "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                "metrics-export-port", "runtime-env-agent-port", "node-manager-port", "object-manager-port"))
-            command = (f"setsid {command} --block --disable-usage-stats --node-ip-address=127.0.0.1 {ports} "
-                       f"--temp-dir={temp} > {tmp_path}/head.log 2>&1 & echo $! > {tmp_path}/head.pid\n"
-                       # up, and refusing a request without the token (at most 5 minutes)
-                       f"for i in $(seq 150); do RAY_AUTH_MODE=disabled ray job list --address "
-                       f"http://127.0.0.1:{dashboard} 2>&1 | grep -q Unauthorized && break; sleep 2; done\n"
-                       f"RAY_AUTH_MODE=disabled ray job list --address http://127.0.0.1:{dashboard} 2>&1 "
-                       f"| grep -q Unauthorized")
-        if command.startswith("ray job submit"):
-            script.append(f"for i in $(seq 60); do ray job submit --address http://127.0.0.1:{dashboard} -- "
-                          "python -c pass > /dev/null 2>&1 && break; sleep 5; done")   # the head's job agent is up
-            command = command.replace("$PWD/reports/first-job", str(tmp_path / "first-job"))
-            command += " " + " ".join(shlex.quote(o) for o in [
-                *TINY, "models=[pop,mf]", "tune.enabled=false", "diagnose.importance.bootstrap_samples=50",
-                f"data.cache_dir={tmp_path}/cache"])
-        script.append(command)
-    env = _env(HOME=str(home), PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0",
-               HF_HUB_OFFLINE="1")
-    env.pop("RAY_AUTH_MODE", None)
-    try:
-        done = subprocess.run(["bash", "-c", "\n".join(script)], cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=1500)
-    finally:
-        pid_file = tmp_path / "head.pid"
-        if pid_file.exists():
-            _stop_group(int(pid_file.read_text()))
-        shutil.rmtree(temp, ignore_errors=True)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
-    assert "succeeded" in (done.stdout + done.stderr).lower()
-    assert (home / ".ray" / "auth_token").exists()
-    from recsys.report.reader import load_tables
-
-    assert load_tables(str(tmp_path / "first-job"))["runs"]["status"][0] == "succeeded"

@@ -1,14 +1,14 @@
-"""A Ray head of our own: ``ray start --head --block`` on loopback with free ports, stopped by its process group.
+"""A Ray head of our own: the README's job recipe on loopback with free ports, stopped by its process group.
 
 Never ``ray stop`` (it would end every Ray of this user, other test sessions'
-included): the head runs as a child process in a new session, so stopping it is
-``killpg`` of that one group, and only the processes that Ray started under this
-head's temp dir are waited for.
+included): the head runs in a new session (``setsid``), so stopping it is
+``killpg`` of that one group, and only the processes of that group are waited for.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -54,87 +54,115 @@ def wait_until(check, deadline_s: float, what: str, every_s: float = 0.5):
     raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what} (last error: {last!r})")
 
 
-class LocalHead:
-    """``ray start --head`` as a subprocess we own, dashboard and job server on 127.0.0.1."""
+def group_processes(pgid: int) -> list:
+    """The processes of process group ``pgid`` (a head started in its own session, and what it started)."""
+    import psutil
 
-    def __init__(self, num_cpus: int = 2, resources: str | None = None) -> None:
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))   # short: socket paths have a limit
-        self.gcs_port, self.dashboard_port = free_port(), free_port()
-        self.num_cpus, self.resources = num_cpus, resources
-        self.process: subprocess.Popen | None = None
-        self.log = self.temp_dir / "ray-start.log"
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                found.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def stop_group(pgid: int, deadline_s: float = 10) -> None:
+    """SIGTERM process group ``pgid``; SIGKILL what is left after ``deadline_s``; return once the group is empty.
+
+    The raylet, its workers and agents end within seconds of SIGTERM; the ``ray start --block``
+    process and the GCS take some 30 s more to wind down, with nothing to keep, so they get SIGKILL.
+    """
+    for sig, wait_s in ((signal.SIGTERM, deadline_s), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        end = time.monotonic() + wait_s
+        while time.monotonic() < end:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"process group {pgid} still has processes after SIGKILL: {group_processes(pgid)}")
+
+
+class RecipeHead:
+    """The README's local job recipe (``export RAY_AUTH_MODE=token`` ... ``ray job submit``) as one bash script.
+
+    Changed from the README, nothing else: the ports (free ones), ``HOME`` (a temporary
+    directory: its ``~/.ray/auth_token``), the head's lifetime (``--block`` in its own process
+    group, left running after the script for more jobs), a marker resource ``recsys_test_head``
+    (so a run can tell it joined this head), the job's data size (``job_args``) and its
+    ``report.dir``. The script checks that the head refuses a request without the token.
+    """
+
+    def __init__(self, recipe: list[str], work: Path, job_args: list[str], report_dir: Path) -> None:
+        self.recipe, self.work, self.job_args, self.report_dir = recipe, work, job_args, report_dir
+        self.home = work / "home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="rr", dir="/tmp"))   # short: socket paths have a limit
+        self.dashboard_port = free_port()
+        self.pid_file, self.log = work / "head.pid", work / "head.log"
+        self.pgid: int | None = None
+        self.recipe_run: subprocess.CompletedProcess | None = None
 
     @property
     def dashboard_url(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
-    def start(self, deadline_s: float = 120) -> "LocalHead":
-        command = [str(VENV_BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
-                   "--node-ip-address=127.0.0.1", f"--port={self.gcs_port}", f"--num-cpus={self.num_cpus}",
-                   "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
-                   f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-                   f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
-                   f"--runtime-env-agent-port={free_port()}", f"--node-manager-port={free_port()}",
-                   f"--object-manager-port={free_port()}", "--object-store-memory=200000000",
-                   f"--temp-dir={self.temp_dir}"]
-        if self.resources:
-            command.append(f"--resources={self.resources}")
-        with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=ray_env(),
-                                            cwd=self.temp_dir, start_new_session=True)
-        wait_until(self._jobs_api_up, deadline_s, f"the job server at {self.dashboard_url}")
-        return self
+    def env(self, **extra: str) -> dict:
+        """ray_env with this HOME and no RAY_AUTH_MODE (the recipe exports it)."""
+        env = ray_env(HOME=str(self.home), **extra)
+        env.pop("RAY_AUTH_MODE")
+        env.update(extra)
+        return env
 
-    def _jobs_api_up(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"ray start exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")
-        from ray.job_submission import JobSubmissionClient
+    def script(self) -> str:
+        url, lines = self.dashboard_url, ["set -e"]
+        for command in self.recipe:
+            command = command.replace("8265", str(self.dashboard_port))
+            if command.startswith("ray start --head"):
+                ports = " ".join(f"--{name}={free_port()}" for name in (
+                    "port", "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                    "metrics-export-port", "runtime-env-agent-port", "node-manager-port", "object-manager-port"))
+                command = (f"setsid {command} --block --disable-usage-stats --node-ip-address=127.0.0.1 {ports} "
+                           f"--resources='{{\"recsys_test_head\": 1}}' --temp-dir={self.temp_dir} > {self.log} 2>&1 "
+                           f"& echo $! > {self.pid_file}\n"
+                           # up, and refusing a request without the token (at most 5 minutes)
+                           f"for i in $(seq 150); do RAY_AUTH_MODE=disabled ray job list --address {url} 2>&1 "
+                           f"| grep -q Unauthorized && break; sleep 2; done\n"
+                           f"RAY_AUTH_MODE=disabled ray job list --address {url} 2>&1 | grep -q Unauthorized")
+            if command.startswith("ray job submit"):
+                lines.append(f"for i in $(seq 60); do ray job submit --address {url} -- python -c pass > /dev/null "
+                             "2>&1 && break; sleep 5; done")   # the head's job agent is up
+                command = command.replace("$PWD/reports/first-job", str(self.report_dir))
+                command += " " + " ".join(shlex.quote(arg) for arg in self.job_args)
+            lines.append(command)
+        return "\n".join(lines)
 
-        JobSubmissionClient(self.dashboard_url).list_jobs()
-        return True
+    def run(self, timeout: float = 1500) -> subprocess.CompletedProcess:
+        """The recipe, once (kept as ``recipe_run``); the head stays up (``stop`` ends it)."""
+        try:
+            self.recipe_run = subprocess.run(["bash", "-c", self.script()], cwd=REPO, env=self.env(),
+                                             capture_output=True, text=True, timeout=timeout)
+            return self.recipe_run
+        finally:
+            if self.pid_file.exists():
+                self.pgid = int(self.pid_file.read_text())
 
-    def ray_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        """``ray <args>`` against this head's job server."""
-        return subprocess.run([str(VENV_BIN / "ray"), *args], env=ray_env(RAY_ADDRESS=self.dashboard_url),
+    def ray_cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """``ray <args>`` against this head's job server, with the token (``RAY_AUTH_MODE=token``, HOME's file)."""
+        return subprocess.run([str(VENV_BIN / "ray"), *args], env=self.env(RAY_AUTH_MODE="token",
+                                                                           RAY_ADDRESS=self.dashboard_url),
                               cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
     def our_processes(self) -> list:
-        """Processes of this head's process group (the ``ray start`` child and what it started)."""
-        import psutil
+        return group_processes(self.pgid) if self.pgid else []
 
-        found = []
-        for proc in psutil.process_iter(["pid"]):
-            try:
-                if os.getpgid(proc.pid) == self.process.pid:
-                    found.append(proc)
-            except (ProcessLookupError, PermissionError, psutil.Error):
-                continue
-        return found
-
-    def stop(self, deadline_s: float = 60) -> None:
-        """SIGTERM our process group, SIGKILL what is left after ``deadline_s``; remove the temp dir."""
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.process.wait(timeout=deadline_s)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            wait_until(lambda: not self.our_processes(), deadline_s, "the head's processes to exit")
-        except AssertionError:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            wait_until(lambda: not self.our_processes(), 30, "the head's processes to die")
+    def stop(self) -> None:
+        if self.pgid:
+            stop_group(self.pgid)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-    def __enter__(self) -> "LocalHead":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -1,16 +1,16 @@
 """The pipeline submitted as a Ray job to a real local cluster (``ray start --head``), read back from its tables.
 
-The cluster is our own head on loopback with free ports (tests/cluster/raycluster.py),
-stopped through its own process group at the end; the job is submitted with
-``ray job submit`` and the runtime env of cluster/runtime_env.yaml (its pip list left
-out: the head runs in this venv and there is no network here).
+The cluster is the README's local job recipe, run once for this module
+(tests/cluster/raycluster.py, ``RecipeHead``): token authentication on, our head on
+loopback with free ports, stopped through its own process group at the end. The
+recipe's own ``ray job submit`` runs the pipeline on tiny data; a second job goes
+to the same head with the token and the runtime env of cluster/runtime_env.yaml
+(its pip list left out: the head runs in this venv and there is no network here).
 """
 
 from __future__ import annotations
 
 import json
-import re
-import time
 
 import polars as pl
 import pytest
@@ -18,7 +18,8 @@ import yaml
 
 from recsys.pipeline import RUN_STAGES, STAGES
 from recsys.report.reader import load_tables
-from tests.cluster.raycluster import REPO, LocalHead, wait_until
+from tests.cluster.raycluster import REPO, RecipeHead
+from tests.test_readme import README, job_recipe
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -26,13 +27,20 @@ TINY = ["dataset.synthetic.n_users=150", "dataset.synthetic.n_items=100", "datas
         "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=150",
         "models=[pop,mf,content]", "train.epochs=2", "eval.bootstrap_samples=50",
         "diagnose.importance.bootstrap_samples=50", "encoder.progress_every_s=0", "tune.enabled=false"]
-TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
 @pytest.fixture(scope="module")
-def head():
-    with LocalHead(num_cpus=2, resources='{"recsys_test_head": 1}') as started:
+def head(tmp_path_factory):
+    """The README's job recipe, run once: token authentication on, the pipeline submitted on TINY data; the head
+    stays up for this module's other jobs and is stopped (its process group) at the end."""
+    work = tmp_path_factory.mktemp("recipe")
+    started = RecipeHead(job_recipe(README.read_text()), work, [*TINY, f"data.cache_dir={work}/cache"],
+                         work / "first-job")
+    try:
+        started.run()
         yield started
+    finally:
+        started.stop()
     assert not started.our_processes()
 
 
@@ -46,35 +54,26 @@ def runtime_env(tmp_path_factory) -> str:
     return str(path)
 
 
-def submit(head: LocalHead, runtime_env: str, *entrypoint: str) -> str:
-    done = head.ray_cli("job", "submit", "--no-wait", "--working-dir", ".", "--runtime-env", runtime_env,
-                        "--", *entrypoint)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    match = re.search(r"raysubmit_\w+", done.stdout + done.stderr)
-    assert match, done.stdout
-    return match.group(0)
+def submit(head: RecipeHead, runtime_env: str, *entrypoint: str) -> None:
+    """``ray job submit`` (waiting for the job) with the token; fails the test unless the job succeeded."""
+    done = head.ray_cli("job", "submit", "--working-dir", ".", "--runtime-env", runtime_env, "--", *entrypoint)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
 
 
-def wait_for(head: LocalHead, job_id: str, deadline_s: float) -> str:
-    from ray.job_submission import JobSubmissionClient
-
-    client = JobSubmissionClient(head.dashboard_url)
-    status = wait_until(lambda: (s := str(client.get_job_status(job_id)).split(".")[-1]) in TERMINAL and s,
-                        deadline_s, f"job {job_id} to end", every_s=2)
-    if status != "SUCCEEDED":
-        logs = head.ray_cli("job", "logs", job_id).stdout
-        pytest.fail(f"job {job_id} ended {status}:\n{logs[-6000:]}")
-    return status
+def test_the_job_recipe_submits_with_a_token(head):
+    """The README's recipe, as one script: a request without the token is refused, the submitted job succeeds."""
+    done = head.recipe_run
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    assert "succeeded" in (done.stdout + done.stderr).lower()
+    assert (head.home / ".ray" / "auth_token").exists()
+    assert load_tables(str(head.report_dir))["runs"]["status"][0] == "succeeded"
 
 
-def test_the_pipeline_runs_as_a_submitted_job_and_leaves_complete_tables(head, runtime_env, tmp_path):
-    report = tmp_path / "report"
-    started = time.monotonic()
-    job = submit(head, runtime_env, "python", "-m", "rayjobs.pipeline", "ray.address=auto", *TINY,
-                 f"report.dir={report}", f"data.cache_dir={tmp_path}/cache")
-    wait_for(head, job, deadline_s=900)
-    print(f"pipeline job took {time.monotonic() - started:.0f}s")
-
+def test_the_pipeline_runs_as_a_submitted_job_and_leaves_complete_tables(head):
+    """The recipe's job (``python -m rayjobs.pipeline ray.address=auto``), read back from its tables."""
+    done = head.recipe_run
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    report = head.report_dir
     tables = load_tables(str(report))
     run = tables["runs"].row(0, named=True)
     assert run["status"] == "succeeded" and run["error"] is None
@@ -107,9 +106,8 @@ def test_the_pipeline_runs_as_a_submitted_job_and_leaves_complete_tables(head, r
 
 def test_a_job_without_ray_address_joins_the_cluster_it_was_submitted_to(head, runtime_env, tmp_path):
     report = tmp_path / "report"
-    job = submit(head, runtime_env, "python", "-m", "rayjobs.prepare", *TINY, "data.engine=local",
-                 f"report.dir={report}", f"data.cache_dir={tmp_path}/cache")
-    wait_for(head, job, deadline_s=300)
+    submit(head, runtime_env, "python", "-m", "rayjobs.prepare", *TINY, "data.engine=local",
+           f"report.dir={report}", f"data.cache_dir={tmp_path}/cache")
     run = load_tables(str(report))["runs"].row(0, named=True)
     assert run["status"] == "succeeded"
     assert json.loads(run["cluster"])["resources"].get("recsys_test_head") == 1
