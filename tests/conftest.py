@@ -1,4 +1,5 @@
-"""Shared fixtures: one local Ray session for every test marked ``ray``, paths to shared data, S3 on loopback."""
+"""Shared fixtures: one local Ray session for every test marked ``ray``, paths to shared data, S3 on loopback,
+one run of the pipeline entry point."""
 
 from __future__ import annotations
 
@@ -42,6 +43,29 @@ def aws_env(s3_endpoint, monkeypatch):
     for name, value in aws_variables(s3_endpoint).items():
         monkeypatch.setenv(name, value)
     return s3_endpoint
+
+
+# The entry-point run below: tiny synthetic data, pop and mf, the default tuning round (of mf) on.
+ENTRY_RUN = ["dataset.synthetic.n_users=200", "dataset.synthetic.n_items=120", "dataset.synthetic.n_topics=3",
+             "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=100",
+             "models=[pop,mf]", "train.epochs=2", "ray.num_cpus=2"]
+
+
+@pytest.fixture(scope="session")
+def pipeline_entry_run(tmp_path_factory):
+    """``python -m rayjobs.pipeline`` (``ENTRY_RUN``) run once, as a person runs it: its own local Ray, no
+    progress-bar variable. Returns ``(completed process, run dir)``; tests/test_console.py reads its console,
+    tests/test_pipeline.py its tables."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("entry")
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", HF_HUB_OFFLINE="1")
+    env.pop("RAY_DATA_DISABLE_PROGRESS_BARS", None)     # as a user runs it: the console alone must be quiet
+    result = subprocess.run([sys.executable, "-m", "rayjobs.pipeline", *ENTRY_RUN, f"report.dir={root}/run",
+                             f"data.cache_dir={root}/cache", f"hydra.run.dir={root}/hydra"],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    return result, root / "run"
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +15,6 @@ from recsys.console import (CONSOLE, ConsoleFilter, ConsoleFormatter, LogConfig,
 from recsys.ray_output import handle_worker_lines, mark
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["dataset.synthetic.n_users=200", "dataset.synthetic.n_items=120", "dataset.synthetic.n_topics=3",
-        "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=100",
-        "models=[pop,mf]", "train.epochs=2", "tune.enabled=false", "ray.num_cpus=2"]
 RAY_DATA_BLOCK = ("Running Dataset", "logging_progress", "Execution plan of Dataset", "streaming_executor")
 
 
@@ -102,14 +98,10 @@ def test_console_format_marks_warnings_and_indents_progress():
 
 
 @pytest.mark.slow
-def test_a_pipeline_run_prints_stage_lines_and_leaves_rays_logs_in_the_run_log(tmp_path):
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", HF_HUB_OFFLINE="1")
-    env.pop("RAY_DATA_DISABLE_PROGRESS_BARS", None)     # as a user runs it: the console alone must be quiet
-    run_dir = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, "-m", "rayjobs.pipeline", *TINY, f"report.dir={run_dir}",
-         f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/hydra"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+def test_a_pipeline_run_prints_stage_lines_and_leaves_rays_logs_in_the_run_log(pipeline_entry_run):
+    """``python -m rayjobs.pipeline`` on tiny data as a user runs it (no progress-bar variable; the run of
+    tests/conftest.py, whose tables tests/test_pipeline.py reads)."""
+    result, run_dir = pipeline_entry_run
     shown = result.stdout + result.stderr
     assert result.returncode == 0, shown[-3000:]
     for stage in ("prepare", "embed", "train", "evaluate", "diagnose", "compare"):

@@ -74,23 +74,24 @@ def _run_module(module: str, *overrides: str, cwd: Path) -> subprocess.Completed
 
 
 @pytest.mark.slow
-def test_pipeline_entry_point_runs_on_the_default_data_and_reports(tmp_path):
-    result = _run_module("rayjobs.pipeline", *TINY, f"report.dir={tmp_path}/run",
-                         f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/hydra", cwd=REPO)
+def test_pipeline_entry_point_runs_on_the_default_data_and_reports(pipeline_entry_run):
+    """``python -m rayjobs.pipeline`` on tiny data with the default tuning round (the run of tests/conftest.py,
+    whose console tests/test_console.py reads)."""
+    result, run_dir = pipeline_entry_run
     assert result.returncode == 0, result.stderr[-3000:]
     assert "succeeded" in result.stdout
     # the local Ray serves the state API, so Ray Train's placement-group cleaner does not warn every second
     assert "State API may be temporarily unavailable" not in result.stdout + result.stderr
-    runs = pl.read_parquet(tmp_path / "run" / "runs" / "*.parquet")
+    runs = pl.read_parquet(run_dir / "runs" / "*.parquet")
     assert runs["status"].to_list() == ["succeeded"]
-    metrics = pl.read_parquet(tmp_path / "run" / "metrics" / "*.parquet")
+    metrics = pl.read_parquet(run_dir / "metrics" / "*.parquet")
     # the pipeline's default tuning round searched mf (two_tower is not trained here)
     assert set(metrics.filter(pl.col("segment") == "all")["model"]) == {"pop", "mf", "mf:directed"}
-    trials = pl.read_parquet(tmp_path / "run" / "trials" / "*.parquet")
+    trials = pl.read_parquet(run_dir / "trials" / "*.parquet")
     assert trials.height == 4 and set(trials["mode"]) == {"directed"} and trials["selected"].sum() == 1
     assert "tuning mf on synthetic" in result.stdout
     cli = subprocess.run([sys.executable, "-m", "recsys.cli", "report", "query",
-                          "SELECT stage, n_rows FROM datasets WHERE stage = 'train'", "--runs", str(tmp_path / "run"),
+                          "SELECT stage, n_rows FROM datasets WHERE stage = 'train'", "--runs", str(run_dir),
                           "--format", "csv"], capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0 and cli.stdout.startswith("stage,n_rows\ntrain,")
 
