@@ -110,10 +110,20 @@ def test_a_pipeline_run_prints_stage_lines_and_leaves_rays_logs_in_the_run_log(p
     assert "mf epoch 1:" in shown                    # a Ray Train worker's epoch line, as it happens
     assert not [text for text in RAY_DATA_BLOCK if text in shown]
     assert "TrainingReport(" not in shown and "Checkpoint successfully created" not in shown
-    assert "Traceback" not in shown and "core_worker.cc" not in shown
+    assert "Traceback" not in shown and "core_worker.cc" not in shown and "(raylet)" not in shown
     assert len(shown.splitlines()) <= 100, shown
+    assert [line for line in shown.splitlines() if " done" in line and "embed" in line] == [
+        line for line in shown.splitlines() if "embed: done in" in line]          # one closing line: the stage's
+    # the diagnosis: one line per model and the file with the full text; the comparison: its strongest lines
+    assert "remedy:" not in shown
+    assert f"the full diagnosis (messages, remedies, edits): {run_dir / 'diagnosis.txt'}" in shown
+    brief = shown.split("== dataset synthetic ==\n", 1)[1].split("\nthe full diagnosis", 1)[0].splitlines()
+    assert brief[0].startswith("diagnosis: ") and all(line.startswith("  ") for line in brief[1:])
+    assert any(line.startswith("  mf: ") for line in brief)
+    assert "models compared on synthetic" in shown
     logged = (run_dir / "run.log").read_text()
     assert "TrainingReport(" in logged and "streaming_executor" in logged and "Started a local Ray" in logged
+    assert "texts to encode" in logged                 # the encoder's first and last lines: the file only
 
 
 class _Terminal(io.StringIO):

@@ -61,7 +61,7 @@ def run_datasets(dataset: DatasetConfig, datasets: list[DatasetConfig]) -> list[
 
 
 def check_sources(datasets: list[DatasetConfig], split: SplitConfig | None = None) -> None:
-    """Resolve every entry's source (loader and files, nothing read yet) as ``split`` reads it; an error names the entry.
+    """Resolve every entry's source (loader and files, nothing read yet) as ``split`` reads them; errors name the entry.
 
     With ``split.protocol=given``, the files of ``split.files`` are every entry's interactions,
     as the prepare stage reads them.

@@ -43,7 +43,7 @@ def format_lines(comparison: Comparison, heading: str) -> str:
     return "\n".join([heading] + [f"  {line}" for line in lines])
 
 
-CONSOLE_LINES_PER_KIND = 2     # the pipeline's console: this many lines of each kind per dataset, the rest in the tables
+CONSOLE_LINES_PER_KIND = 2     # the console shows this many lines of each kind per dataset; the tables hold all
 
 
 def console_lines(comparison: Comparison, heading: str, run_location: str,
@@ -52,7 +52,7 @@ def console_lines(comparison: Comparison, heading: str, run_location: str,
     strongest: the lines are sorted by effect), then how many more there are and the command that shows them.
 
     >>> insights = pl.DataFrame({"dataset": ["d"] * 4, "kind": ["tradeoff", "segment", "segment", "segment"],
-    ...                          "text": ["mf beats pop", "mf on heavy users", "mf on light users", "pop on new items"]})
+    ...                          "text": ["mf beats pop", "mf on heavy users", "mf on light users", "pop on new"]})
     >>> print(console_lines(Comparison(pl.DataFrame(), insights), "models compared:", "runs/r1", per_kind=2))
     models compared:
       [d] mf beats pop
