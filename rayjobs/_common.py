@@ -62,7 +62,7 @@ def run_entry(main, cfg: DictConfig) -> None:
     the path of the run's log file, and exits with code 1. SIGTERM (``ray job stop``, a
     scheduler, ``kill``) ends the run as failed, the tables of the stage it stopped
     unpublished, with one ``error:`` line and exit code 143 (128 + 15); a second SIGTERM
-    ends the process at once.
+    ends the process at once. Ctrl-C (SIGINT) does the same with exit code 130.
     """
     setup_logging(LogConfig())
     # turned into an exception, so the run is recorded as failed instead of being left 'running';
@@ -76,6 +76,8 @@ def run_entry(main, cfg: DictConfig) -> None:
             main(config)
     except Terminated as stop:
         sys.exit(report_stop(stop))
+    except KeyboardInterrupt as interrupt:            # Ctrl-C: as SIGTERM, in one line
+        sys.exit(report_stop(Terminated(signal.SIGINT), raised=interrupt))
     except Exception as exc:  # noqa: BLE001 - reported here, once, in the project's words
         sys.exit(report_failure(exc))
     finally:
@@ -101,9 +103,12 @@ def report_failure(exc: BaseException) -> int:
     return 1
 
 
-def report_stop(stop: Terminated) -> int:
-    """One line for a run stopped by a signal; return the exit code (128 + the signal's number)."""
-    logging.getLogger("recsys.entry").info("run stopped: %s", stop, exc_info=stop)
+def report_stop(stop: Terminated, raised: BaseException | None = None) -> int:
+    """One line for a run stopped by a signal; return the exit code (128 + the signal's number).
+
+    ``raised``: the exception that stopped it, when not ``stop`` itself (Ctrl-C's KeyboardInterrupt).
+    """
+    logging.getLogger("recsys.entry").info("run stopped: %s", stop, exc_info=raised or stop)
     sys.stdout.flush()
     where = run_log_path()
     print(f"error: {stop}; it is recorded as failed" + (f" (log: {where})" if where else ""), file=sys.stderr)
