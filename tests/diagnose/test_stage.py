@@ -138,9 +138,11 @@ def test_the_pipeline_runs_diagnose_after_evaluate_and_prints_the_summary(tmp_pa
     assert set(zip(fi["feature"], fi["method"])) == {("item_id", "ablation"), ("user_id", "ablation")}
     summary = (report / SUMMARY_FILE).read_text()
     assert summary.startswith("== dataset synthetic ==\ndiagnosis: ")
-    out = capsys.readouterr().out
-    assert out.count(summary.strip()) == 1                            # printed once, after the last stage
-    assert out.index(summary.strip()) + len(summary.strip()) < out.index("succeeded; report tables in")
+    out = capsys.readouterr().out                                     # the short form, once, after the last stage
+    assert out.count("== dataset synthetic ==") == 1 and "remedy:" not in out
+    assert out.split("== dataset synthetic ==\n", 1)[1].startswith(summary.splitlines()[1])   # "diagnosis: N findings"
+    assert f"the full diagnosis (messages, remedies, edits): {report / SUMMARY_FILE}" in out
+    assert out.index("== dataset synthetic ==") < out.index("succeeded; report tables in")
 
 
 def test_each_dataset_keeps_its_own_section_of_the_summary_file():
