@@ -3,6 +3,9 @@
 ``demo_run``: every stage but tune, models pop, mf and two_tower, gradient statistics at every step.
 ``second_run``: prepare, train and evaluate of pop and mf with another training seed, so that
 queries and comparisons have two runs to concatenate. Tests that use them are marked ``ray``.
+Data and evaluation run on the session's Ray; training runs in this process (``train.engine=local``:
+the report is what these runs are for; Ray Train is tested in tests/train and by the pipeline runs of
+tests/test_pipeline.py, tests/test_plugin_pipeline.py and tests/cluster).
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import pytest
 
 TINY = ["dataset.synthetic.n_users=200", "dataset.synthetic.n_items=120", "dataset.synthetic.n_topics=3",
         "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=100",
-        "train.epochs=3", "train.probe_every=1", "train.log_every=1", "eval.bootstrap_samples=50"]
+        "train.epochs=3", "train.probe_every=1", "train.log_every=1", "eval.bootstrap_samples=50",
+        "train.engine=local"]
 
 
 def _pipeline(root, overrides, stages=None):
