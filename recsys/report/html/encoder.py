@@ -58,6 +58,11 @@ def drift(curves: pl.DataFrame, label: str) -> str:
 
     Lines: mean cosine of the item text vectors to the pretrained ones, and the linear CKA of each
     trained block's output, now vs pretrained (1 = unchanged).
+
+    >>> rows = pl.DataFrame({"step": [9, 19], "epoch": [0, 1], "name": ["text/drift_cosine"] * 2,
+    ...                      "value": [0.99, 0.97]})
+    >>> drift(rows, "finetune").startswith("<figure><svg"), drift(rows.head(0), "finetune")
+    (True, '')
     """
     series = curves.filter((pl.col("name") == DRIFT) | pl.col("name").str.starts_with(CKA))
     if series.is_empty():
