@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HEAD_RESOURCES = {"num_cpus": 1, "object_store_memory": 150_000_000, "include_dashboard": True}
+HEAD_RESOURCES = {"num_cpus": 1, "object_store_memory": 150_000_000, "include_dashboard": True,
+                  "dashboard_host": "127.0.0.1"}   # on a free port (main): 8265 may be another Ray's
 WORKER_RESOURCES = {"num_cpus": 1, "object_store_memory": 150_000_000}
 
 
@@ -213,7 +214,9 @@ def main(out_file: str) -> None:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     work = Path(tempfile.mkdtemp(prefix="multinode-"))
-    cluster = Cluster(initialize_head=True, head_node_args=HEAD_RESOURCES)
+    from tests.cluster.raycluster import free_port
+
+    cluster = Cluster(initialize_head=True, head_node_args={**HEAD_RESOURCES, "dashboard_port": free_port()})
     results: dict = {}
     try:
         for _ in range(2):
