@@ -73,8 +73,8 @@ def drift(curves: pl.DataFrame, label: str) -> str:
         title = "text cosine to pretrained" if name == DRIFT else "CKA " + name[len(CKA):]
         lines[title] = (group[x].to_list(), group["value"].to_list())
     ordered = dict(sorted(lines.items(), key=lambda kv: (not kv[0].startswith("text"), _block_number(kv[0]))))
-    return figure_html(plots.line_panels({f"{label}: drift from the pretrained encoder": ordered}, x,
-                                         ylabel="similarity (1 = pretrained)"),
+    return figure_html(plots.lines(ordered, x, "similarity (1 = pretrained)",
+                                   title=f"{label}: drift from the pretrained encoder"),
                        "mean cosine of the item text vectors to the pretrained ones, and linear CKA of each "
                        "trained block's output now vs pretrained (probe items); a fall in the first epoch is "
                        "forgetting, a flat 1 an encoder that does not learn")

@@ -161,6 +161,20 @@ def line_panels(panels: Mapping[str, Mapping[str, tuple[Sequence, Sequence]]], x
     return to_svg(fig)
 
 
+def lines(series: Mapping[str, tuple[Sequence, Sequence]], xlabel: str, ylabel: str, title: str = "") -> str:
+    """Named lines ``(x, y)`` on one wide axis, the legend outside on the right (many lines stay readable)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 2.8))
+    for index, (name, (x, y)) in enumerate(series.items()):
+        ax.plot(x, y, marker="o", markersize=2.5, linewidth=1.2, label=name, color=colour(index))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return to_svg(fig)
+
+
 def scatter_groups(groups: Mapping[str, tuple[Sequence, Sequence]], xlabel: str, ylabel: str, title: str = "",
                    markers: Mapping[str, str] | None = None, lines: Mapping[str, tuple[Sequence, Sequence]] | None = None
                    ) -> str:
