@@ -28,7 +28,6 @@ returned by :func:`item_truth` and :func:`user_truth`.
 from __future__ import annotations
 
 import math
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
@@ -36,6 +35,7 @@ from typing import Iterator
 import numpy as np
 import polars as pl
 
+from recsys import storage
 from recsys.data.config import SyntheticConfig
 from recsys.data.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID, conform_interactions
 from recsys.data.synthetic_text import item_texts, max_topics, topic_vocabularies
@@ -318,12 +318,9 @@ def _make_dir(path: Path) -> None:
 
 
 def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
-    """Write under a temporary name in the same directory, then rename into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write under a temporary name in the same directory, then rename into place (:func:`recsys.storage.publish_atomic`)."""
     try:
-        frame.write_parquet(tmp)
-        os.replace(tmp, path)
+        storage.publish_atomic(path, frame.write_parquet)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write the file: {err}", file=str(path),
                         hint="check that the directory is writable and has free space") from None

@@ -76,16 +76,9 @@ def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def write_atomic(table: pa.Table, path: Path) -> Path:
-    """Write ``table`` to ``path`` under a hidden temporary name, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``table`` to ``path`` under a hidden temporary name, then rename it into place
+    (:func:`recsys.storage.publish_atomic`)."""
+    return storage.publish_atomic(path, lambda handle: pq.write_table(table, handle))
 
 
 def write_table(table: pa.Table, location: str | Path) -> Path | str:
@@ -142,7 +135,7 @@ class EmbeddingCache:
 
     @property
     def key(self) -> str:
-        return str(self.directory).rstrip("/").rsplit("/", 1)[-1].rsplit("-", 1)[-1]
+        return storage.basename(self.directory).rsplit("-", 1)[-1]      # a URI's query string is not part of it
 
     @property
     def parts_dir(self) -> Path | str:
@@ -211,11 +204,7 @@ class EmbeddingCache:
         keep = _first_occurrences(merged.column("text_hash").to_pylist())
         write_cache_part(self.parts_dir, merged.take(pa.array(keep, pa.int64())))
         for part in parts:
-            fs, path = storage.resolve(part)
-            try:
-                fs.delete_file(path)
-            except FileNotFoundError:
-                pass
+            storage.delete(part)
         return len(parts)
 
 

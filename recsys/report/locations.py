@@ -8,7 +8,8 @@ pyarrow's filesystems understand (``s3://``, ``gs://``, ``file://``, see
 that filesystem. ``gs://`` takes exactly the same code path as ``s3://``.
 
 A query string on the URI (``s3://bucket/reports?endpoint_override=http://127.0.0.1:9000``)
-configures the filesystem and is kept on every path below it (as :func:`recsys.storage.join` does).
+configures the filesystem and is kept on every path below it: joining, resolving, listing, reading
+and writing are :mod:`recsys.storage`'s; this module adds Location objects, globbing and Parquet reading.
 
 >>> p = as_location("s3://bucket/reports?region=eu-west-1") / "run-1" / "metrics"
 >>> str(p), p.name, p.fs_path
@@ -20,28 +21,21 @@ configures the filesystem and is kept on every path below it (as :func:`recsys.s
 from __future__ import annotations
 
 import fnmatch
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recsys.report.writer import publish_atomic
-from recsys.storage import is_uri, resolve, split_query
+from recsys import storage
+from recsys.storage import is_uri, split_query
 
 GLOB_CHARS = frozenset("*?[")
 
 
-@functools.lru_cache(maxsize=32)
-def _filesystem(root_uri: str):
-    """One pyarrow filesystem per ``scheme://bucket?query`` (S3 clients are costly to create)."""
-    return resolve(root_uri, setting="--runs")[0]
-
-
 @dataclass(frozen=True)
 class RemotePath:
-    """A file or directory named by a URI, read through a pyarrow filesystem."""
+    """A file or directory named by a URI, read through the pyarrow filesystem :mod:`recsys.storage` opens for it."""
 
     uri: str          # scheme://bucket/key, no query
     query: str = ""   # "" or "?key=value&..."
@@ -49,37 +43,35 @@ class RemotePath:
     @classmethod
     def parse(cls, text: str) -> RemotePath:
         base, query = split_query(text)
-        return cls(base.rstrip("/") if base.count("/") > 2 else base, query if query != "?" else "")
+        kind, mark, rest = base.partition("://")
+        return cls(kind + mark + (rest.rstrip("/") or rest), query if query != "?" else "")
 
     def __truediv__(self, name: str) -> RemotePath:
-        return RemotePath(f"{self.uri.rstrip('/')}/{name.strip('/')}", self.query)
+        return RemotePath.parse(storage.join(str(self), name))
 
     def __str__(self) -> str:
         return self.uri + self.query
 
     @property
     def scheme(self) -> str:
-        return self.uri.split("://", 1)[0].lower()
+        return storage.scheme(self.uri)
 
     @property
     def name(self) -> str:
-        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+        return storage.basename(self.uri)
 
     @property
     def parent(self) -> RemotePath:
-        head = self.uri.rstrip("/").rsplit("/", 1)[0]
+        head = storage.parent(self.uri)
         return RemotePath(head if "://" in head and head.split("://", 1)[1] else self.uri, self.query)
 
     @property
     def fs(self):
-        rest = self.uri.split("://", 1)[1]
-        bucket = "" if self.scheme == "file" else rest.split("/", 1)[0]
-        return _filesystem(f"{self.scheme}://{bucket}{'/' if self.scheme == 'file' else ''}{self.query}")
+        return storage.resolve(str(self), setting="--runs")[0]
 
     @property
     def fs_path(self) -> str:
-        rest = self.uri.split("://", 1)[1]
-        return rest.rstrip("/") or "/"
+        return storage.resolve(str(self), setting="--runs")[1]
 
 
 Location = Path | RemotePath
@@ -92,39 +84,29 @@ def as_location(text: str | Path) -> Location:
     return RemotePath.parse(text) if is_uri(text) else Path(text).expanduser()
 
 
-def _info(path: RemotePath):
-    return path.fs.get_file_info(path.fs_path)
-
-
 def is_dir(path: Location) -> bool:
     """True when ``path`` is a directory (on S3: a prefix holding objects)."""
     if isinstance(path, Path):
         return path.is_dir()
-    import pyarrow.fs as pafs
-
-    return _info(path).type == pafs.FileType.Directory
+    return storage.is_dir(str(path))
 
 
 def exists(path: Location) -> bool:
     """True when ``path`` is a file or a directory."""
     if isinstance(path, Path):
         return path.exists()
-    import pyarrow.fs as pafs
-
-    return _info(path).type != pafs.FileType.NotFound
+    return storage.exists(str(path))
 
 
 def children(path: Location) -> list[Location]:
     """Entries directly inside directory ``path``, sorted by name; [] when it is not a directory."""
     if isinstance(path, Path):
         return sorted(path.iterdir()) if path.is_dir() else []
-    import pyarrow.fs as pafs
-
     try:
-        infos = path.fs.get_file_info(pafs.FileSelector(path.fs_path, allow_not_found=True))
+        entries = storage.list_files(str(path), allow_not_found=True)
     except (OSError, pa.ArrowException):
         return []
-    return sorted((path / info.base_name for info in infos), key=lambda p: p.name)
+    return sorted((path / entry.name.rstrip("/") for entry in entries), key=lambda p: p.name)
 
 
 def glob(pattern: str) -> list[Location]:
@@ -180,19 +162,11 @@ def read_text(path: Location) -> str:
     """A small text file, decoded as UTF-8."""
     if isinstance(path, Path):
         return path.read_text(encoding="utf-8")
-    with path.fs.open_input_stream(path.fs_path) as stream:
-        return stream.read().decode("utf-8")
+    return storage.read_text(str(path))
 
 
 def write_text_atomic(path: Location, text: str) -> None:
-    """Write a text file so that readers see the old content or the new one, never a part.
-
-    Locally: the report writer's :func:`~recsys.report.writer.publish_atomic` (temporary name, fsync, rename).
-    On object stores a single PUT is already all-or-nothing.
-    """
-    data = text.encode("utf-8")
-    if isinstance(path, Path):
-        publish_atomic(path, lambda handle: handle.write(data))
-        return
-    with path.fs.open_output_stream(path.fs_path) as stream:
-        stream.write(data)
+    """Write a text file so that readers see the old content or the new one, never a part
+    (:func:`recsys.storage.write_text`: temporary name, fsync and rename locally; on object
+    stores a single PUT is already all-or-nothing)."""
+    storage.write_text(str(path), text)

@@ -30,6 +30,7 @@ from recsys.report import locations as loc
 from recsys.report.locations import GLOB_CHARS, Location, RemotePath
 from recsys.report.schema import TABLES
 from recsys.report.writer import COMMIT_MARKER, STAGING_DIR, is_part_file
+from recsys.storage import split_query
 
 RunSpec = str | Path | RemotePath | list[str | Path | RemotePath]
 
@@ -44,7 +45,7 @@ def _run_children(path: Location) -> list[Location]:
 
 def _resolve_one(entry: str | Path | RemotePath) -> list[Location]:
     entry = str(entry) if isinstance(entry, Path) else entry
-    if isinstance(entry, str) and GLOB_CHARS & set(entry.partition("?")[0]):
+    if isinstance(entry, str) and GLOB_CHARS & set(split_query(entry)[0]):
         found: list[Location] = []
         for path in loc.glob(entry):
             if _is_run_dir(path):

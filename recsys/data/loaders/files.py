@@ -3,9 +3,10 @@
 A *location* is a string: a local path (``data/ml-1m/ratings.dat``) or a URI that
 :meth:`pyarrow.fs.FileSystem.from_uri` understands (``file:///data/x``,
 ``s3://bucket/x``, ``gs://bucket/x``). Locations stay strings so they can be sent
-to other processes; every function here resolves them again. Joining, naming and
-resolving locations is :mod:`recsys.storage`'s (one place for the whole project);
-this module adds what reading a publisher's files needs (listing, gzip, UTF-8, hashes).
+to other processes; every function here resolves them again. Joining, naming,
+resolving, listing and reading locations is :mod:`recsys.storage`'s (one place for the
+whole project); this module adds what reading a publisher's files needs: errors that
+name the input file, gzip, UTF-8 decoding and fingerprints.
 
 >>> import tempfile, pathlib
 >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -20,102 +21,80 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import zlib
-from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
 from recsys import storage
 from recsys.errors import ConfigError, DataError
-from recsys.storage import basename, is_uri, join  # noqa: F401 - the loaders' location helpers live in storage
+from recsys.storage import FileEntry, basename, is_uri, join  # noqa: F401 - the loaders' location helpers live in storage
 
 _CHUNK = 8 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    """A file found under a directory: its location, path relative to the directory, and size."""
-
-    location: str
-    name: str
-    size: int
-
-
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem holding ``location`` and the path inside it (:func:`recsys.storage.resolve`).
-
-    A location that cannot be opened is a :class:`DataError` naming it (it is an input file).
+    """:func:`recsys.storage.resolve`, with a location that cannot be opened a :class:`DataError`
+    naming it (it is an input file).
 
     >>> fs, path = resolve("file:///tmp")
     >>> type(fs).__name__, path
     ('LocalFileSystem', '/tmp')
     """
     location = str(location)
-    if not is_uri(location):
-        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(location))
     try:
         return storage.resolve(location)
     except ConfigError as err:
-        raise DataError(
-            f"cannot open this location ({err.problem})",
-            file=location,
-            hint="use a local path or a URI pyarrow.fs understands (file://, s3://, gs://, hdfs://) "
-            "and check credentials and network access",
-        ) from None
+        raise _unopenable(location, err) from None
+
+
+def _unopenable(location: str, err: ConfigError) -> DataError:
+    return DataError(
+        f"cannot open this location ({err.problem})",
+        file=str(location),
+        hint="use a local path or a URI pyarrow.fs understands (file://, s3://, gs://, hdfs://) "
+        "and check credentials and network access",
+    )
 
 
 def file_type(location: str) -> pafs.FileType:
     """``FileType.File``, ``Directory`` or ``NotFound`` for a location."""
-    fs, path = resolve(location)
     try:
-        return fs.get_file_info(path).type
+        return storage.file_type(location)
+    except ConfigError as err:
+        raise _unopenable(location, err) from None
     except OSError as err:
         raise DataError(f"cannot read this location ({err})", file=location,
                         hint="check the path, permissions and credentials") from None
 
 
 def list_files(location: str, *, recursive: bool = False) -> list[FileEntry]:
-    """Files directly under the directory ``location`` (or below it, with ``recursive``), sorted.
-
-    Subdirectories are listed as entries whose name ends with ``/`` when not recursive,
-    so callers can look one level down.
-    """
-    fs, root = resolve(location)
+    """:func:`recsys.storage.list_files` of an input directory; a missing or unreadable one is a :class:`DataError`."""
     try:
-        infos = fs.get_file_info(pafs.FileSelector(root, recursive=recursive))
+        return storage.list_files(location, recursive=recursive)
+    except ConfigError as err:
+        raise _unopenable(location, err) from None
     except OSError as err:
         raise DataError(f"cannot list this directory ({err})", file=location,
                         hint="check that the path exists and is readable") from None
-    prefix = root.rstrip("/") + "/"
-    entries = []
-    for info in infos:
-        name = info.path[len(prefix):] if info.path.startswith(prefix) else info.base_name
-        name = name.replace(os.sep, "/")
-        if info.type == pafs.FileType.Directory:
-            if not recursive:
-                entries.append(FileEntry(join(location, name), name + "/", 0))
-        elif info.type == pafs.FileType.File:
-            entries.append(FileEntry(join(location, name), name, info.size or 0))
-    return sorted(entries, key=lambda entry: entry.name)
 
 
 def file_size(location: str) -> int:
     """Size of a file in bytes."""
-    fs, path = resolve(location)
-    info = fs.get_file_info(path)
-    if info.type != pafs.FileType.File:
-        raise DataError("file not found", file=location, hint="check the path")
-    return int(info.size or 0)
+    try:
+        return storage.file_size(location)
+    except ConfigError as err:
+        raise _unopenable(location, err) from None
+    except FileNotFoundError:
+        raise DataError("file not found", file=location, hint="check the path") from None
 
 
 def read_raw(location: str) -> bytes:
     """The bytes of a file exactly as stored (no decompression)."""
-    fs, path = resolve(location)
     try:
-        with fs.open_input_stream(path, compression=None) as stream:
-            return stream.read()
+        return storage.read_bytes(location)
+    except ConfigError as err:
+        raise _unopenable(location, err) from None
     except FileNotFoundError:
         raise DataError("file not found", file=location,
                         hint="check the path; the file may have moved since the directory was listed") from None
