@@ -106,7 +106,8 @@ class EncoderThresholds:
     forget_val_drop: float = 0.05           # ... and (best - last) / best of the validation metric
     stuck_drift: float = 1e-4               # 1 - final drift cosine at or below ...
     stuck_update_ratio: float = 1e-6        # ... and median update/weight ratio of the encoder blocks at or below
-    overfit_drift: float = 0.01             # drift cosine fell at least this after the best validation epoch
+    overfit_cka: float = 0.02               # some trained block's CKA to its pretrained output fell at least this
+    overfit_drift: float = 0.01             # ... or the drift cosine did, after the best validation epoch
     collapse_spread: float = 0.3            # (1 - anisotropy) / (1 - pretrained anisotropy) at or below (warning)
     collapse_spread_critical: float = 0.1
     collapse_anisotropy: float = 0.5        # ... with a mean pairwise cosine of at least this

@@ -4,7 +4,8 @@ fine-tuning that overfits, text collapse (``curves``, ``grad_stats``).
 They read the per-epoch series the model records (:meth:`recsys.models.finetune.FineTune.epoch_curves`):
 ``text/drift_cosine`` (mean cosine of the item text vectors to the pretrained ones),
 ``text/anisotropy`` and ``text/anisotropy_pretrained`` (mean pairwise cosine now and before
-training), and the encoder blocks' ``grad_stats`` rows (layers named ``encoder.layer.N.*``).
+training), ``text/cka/encoder.layer.N`` (linear CKA of trained block N's output to the pretrained
+block's), and the encoder blocks' ``grad_stats`` rows (layers named ``encoder.layer.N.*``).
 A model without these series (every other model, or ``train_layers=0`` for the rules that
 need trained blocks) is never judged. Thresholds: ``diagnose.encoder.*``.
 
@@ -33,6 +34,7 @@ from recsys.diagnose.series import curve, finite_part, smooth
 DRIFT = "text/drift_cosine"
 ANISOTROPY = "text/anisotropy"
 ANISOTROPY_PRETRAINED = "text/anisotropy_pretrained"
+CKA = "text/cka/"
 BLOCK = re.compile(r"^encoder\.layer\.(\d+)\.")
 
 
@@ -134,38 +136,93 @@ def encoder_not_learning(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[F
     return out
 
 
+def _at(series, x: float) -> float:
+    """The series' value at the last point at or before ``x`` (its first point when none is)."""
+    i = int(np.searchsorted(series.x, x, side="right")) - 1
+    return float(series.y[min(max(i, 0), len(series) - 1)])
+
+
+def _cka_series(rows: pl.DataFrame) -> dict[int, object]:
+    """Block number -> its ``text/cka/encoder.layer.N`` series (finite part), for the blocks that have one."""
+    names = rows.filter(pl.col("name").cast(pl.Utf8).str.starts_with(CKA)).get_column("name").unique().to_list()
+    found = {}
+    for name in names:
+        if (m := re.fullmatch(re.escape(CKA) + r"encoder\.layer\.(\d+)", str(name))) is None:
+            continue
+        series = _series(rows, name)
+        if series is not None and len(series):
+            found[int(m.group(1))] = series
+    return dict(sorted(found.items()))
+
+
+def _by_block(values: dict[int, float]) -> dict[str, float]:
+    return {f"encoder.layer.{n}": v for n, v in values.items()}
+
+
 def finetune_overfitting(inputs: DiagnosisInputs, cfg: DiagnoseConfig) -> list[Finding]:
-    """FINETUNE_OVERFITTING: the validation metric fell from its best while the encoder kept drifting.
+    """FINETUNE_OVERFITTING: the validation metric fell from its best while the encoder kept changing.
 
     On the smoothed validation curve (``curves.smooth_window``) the best is before the last
-    point and ``(best - last) / |best| >= curves.overfit_val_drop``, and the drift cosine fell by
-    ``>= encoder.overfit_drift`` after the best epoch: the encoder's own change, not the rest of
-    the model, keeps moving while the ranking gets worse.
+    point and ``(best - last) / |best| >= curves.overfit_val_drop``, and after the best epoch
+    the trained encoder kept moving away from the pretrained one: some trained block's
+    ``text/cka/encoder.layer.N`` (linear CKA of its output to the pretrained block's) fell by
+    ``>= encoder.overfit_cka``, or the drift cosine fell by ``>= encoder.overfit_drift``. The
+    encoder's own change, not the rest of the model, keeps going while the ranking gets worse.
+
+    The CKA is the main witness: the pooled text vectors often turn *back* towards the
+    pretrained ones after the first epochs (the drift cosine rises) while the lower trained
+    blocks keep changing, which the drift cosine alone would miss.
+
+    >>> rows = pl.DataFrame({"model": "finetune", "step": list(range(6)) * 3, "epoch": list(range(6)) * 3,
+    ...     "name": ["val/ndcg@10"] * 6 + ["text/drift_cosine"] * 6 + ["text/cka/encoder.layer.0"] * 6,
+    ...     "value": [0.2, 0.3, 0.32, 0.3, 0.25, 0.2] + [0.7, 0.72, 0.75, 0.77, 0.78, 0.8]
+    ...              + [0.95, 0.9, 0.85, 0.8, 0.75, 0.7]})
+    >>> [(f.code, f.evidence["moved_block"]) for f in finetune_overfitting(DiagnosisInputs(curves=rows), DiagnoseConfig())]
+    [('FINETUNE_OVERFITTING', 0)]
     """
     t = cfg.encoder
     out = []
     for where, rows in by_unit(inputs.curves):
-        drift, val = _series(rows, DRIFT), _series(rows, cfg.val_series)
-        if drift is None or val is None or len(val) < max(cfg.curves.overfit_min_epochs, 2):
+        drift, val, cka = _series(rows, DRIFT), _series(rows, cfg.val_series), _cka_series(rows)
+        if (drift is None and not cka) or val is None or len(val) < max(cfg.curves.overfit_min_epochs, 2):
             continue
         s = smooth(val.y, cfg.curves.smooth_window)
         b = int(np.argmax(s))
         if b >= len(s) - 1 or s[b] == 0:
             continue
         drop = float((s[b] - s[-1]) / abs(s[b]))
-        at_best = float(drift.y[min(int(np.searchsorted(drift.x, val.x[b], side="right")) - 1, len(drift) - 1)])
-        further = at_best - float(drift.y[-1])
-        if drop < cfg.curves.overfit_val_drop or further < t.overfit_drift:
+        if drop < cfg.curves.overfit_val_drop:
+            continue
+        best_x = float(val.x[b])
+        cka_at_best = {n: _at(c, best_x) for n, c in cka.items()}
+        cka_last = {n: float(c.y[-1]) for n, c in cka.items()}
+        cka_fall = {n: cka_at_best[n] - cka_last[n] for n in cka}
+        moved = max(cka_fall, key=cka_fall.get) if cka_fall else None
+        at_best = _at(drift, best_x) if drift is not None and len(drift) else None
+        drift_last = float(drift.y[-1]) if at_best is not None else None
+        further = at_best - drift_last if at_best is not None else None
+        by_cka = moved is not None and cka_fall[moved] >= t.overfit_cka
+        by_drift = further is not None and further >= t.overfit_drift
+        if not (by_cka or by_drift):
             continue
         model = where.get("model")
-        n_blocks = len(_blocks(_encoder_rows(inputs, where))) or 1
+        n_blocks = max(len(_blocks(_encoder_rows(inputs, where))), len(cka), 1)
+        moves = []
+        if moved is not None:
+            moves.append(f"encoder block {moved}'s CKA to its pretrained output fell {fmt(cka_fall[moved])} "
+                         f"({fmt(cka_at_best[moved])} -> {fmt(cka_last[moved])})")
+        if further is not None:
+            moves.append(f"the text vectors' drift cosine went {fmt(at_best)} -> {fmt(drift_last)}")
         out.append(Finding(
             "FINETUNE_OVERFITTING", "warning", {**where, "table": "curves", "series": val.name},
-            f"smoothed {val.name} fell {fmt(100 * drop)}% after {val.unit} {int(val.x[b])} while the text "
-            f"vectors drifted {fmt(further)} further from the pretrained ones (cosine)",
+            f"smoothed {val.name} fell {fmt(100 * drop)}% after {val.unit} {int(val.x[b])} while the trained "
+            f"encoder kept moving: {'; '.join(moves)}",
             {"best_epoch": int(val.x[b]), "smoothed_best": float(s[b]), "smoothed_last": float(s[-1]),
-             "val_rel_drop": drop, "drift_at_best": at_best, "drift_last": float(drift.y[-1]),
-             "trained_blocks": n_blocks, "overfit_drift": t.overfit_drift},
+             "val_rel_drop": drop, "triggers": [n for n, on in (("cka", by_cka), ("drift", by_drift)) if on],
+             "cka_at_best": _by_block(cka_at_best), "cka_last": _by_block(cka_last), "cka_fall": _by_block(cka_fall),
+             "moved_block": moved, "max_cka_fall": cka_fall[moved] if moved is not None else None,
+             "drift_at_best": at_best, "drift_last": drift_last, "drift_fall": further,
+             "trained_blocks": n_blocks, "overfit_cka": t.overfit_cka, "overfit_drift": t.overfit_drift},
             remedy("Fine-tuning overfits: train fewer encoder layers or lower the encoder learning rate.",
                    _fewer_layers(model, n_blocks),
                    model_edit(model, "encoder_lr", "scale_range", factor=0.3))))

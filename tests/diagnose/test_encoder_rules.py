@@ -103,8 +103,54 @@ def test_finetune_overfitting_needs_drift_after_the_best_epoch():
     found = finetune_overfitting(DiagnosisInputs(curves=drifting), CFG)
     assert [f.code for f in found] == ["FINETUNE_OVERFITTING"]
     assert found[0].evidence["drift_at_best"] > found[0].evidence["drift_last"]
+    assert found[0].evidence["triggers"] == ["drift"]
     still = curves(drift=[0.95] * 7, val=val)
     assert not finetune_overfitting(DiagnosisInputs(curves=still), CFG)
+
+
+def with_cka(table: pl.DataFrame, **blocks) -> pl.DataFrame:
+    """``table`` plus ``text/cka/encoder.layer.N`` series (``b4=[...]`` is block 4), one point per epoch."""
+    rows = [{"model": "finetune", "step": 10 * (e + 1) - 1, "epoch": e, "name": f"text/cka/encoder.layer.{key[1:]}",
+             "value": float(v)} for key, values in blocks.items() for e, v in enumerate(values)]
+    return pl.concat([table, pl.DataFrame(rows)])
+
+
+# the measured shape: after the first epochs the text vectors turn back towards the pretrained ones
+# (the drift cosine rises) while the lower trained blocks keep changing (their CKA falls)
+OVERFIT_VAL = [0.2, 0.3, 0.33, 0.31, 0.27, 0.24, 0.21]
+RETURNING = [0.6, 0.62, 0.66, 0.7, 0.73, 0.76, 0.79]
+
+
+def test_finetune_overfitting_fires_when_a_blocks_cka_falls_after_the_best_epoch():
+    table = with_cka(curves(drift=RETURNING, val=OVERFIT_VAL),
+                     b4=[0.95, 0.9, 0.86, 0.8, 0.74, 0.69, 0.64], b5=[0.9, 0.88, 0.88, 0.87, 0.87, 0.86, 0.86])
+    [found] = finetune_overfitting(DiagnosisInputs(curves=table), CFG)
+    ev = found.evidence
+    assert (found.code, found.severity, ev["triggers"], ev["moved_block"]) == (
+        "FINETUNE_OVERFITTING", "warning", ["cka"], 4)
+    # smoothed over 3 epochs the best is epoch 3 (0.313, last 0.24): block 4 fell 0.80 -> 0.64 after it
+    assert ev["best_epoch"] == 3 and ev["cka_at_best"] == {"encoder.layer.4": 0.8, "encoder.layer.5": 0.87}
+    assert ev["cka_fall"]["encoder.layer.4"] == pytest.approx(0.16) and ev["max_cka_fall"] == pytest.approx(0.16)
+    assert ev["drift_fall"] < 0 and ev["trained_blocks"] == 2 and ev["overfit_cka"] == CFG.encoder.overfit_cka
+    assert "block 4" in found.message
+    assert {e.param: e.value for e in found.remedy.edits}["model.finetune.train_layers"] == 1
+    # the drift cosine alone (rising) would have missed it
+    assert not finetune_overfitting(DiagnosisInputs(curves=curves(drift=RETURNING, val=OVERFIT_VAL)), CFG)
+
+
+def test_finetune_overfitting_is_silent_while_the_encoder_stands_still_or_the_run_converges():
+    # validation falls but every block's CKA is flat after the best epoch and the drift cosine too:
+    # something other than the encoder overfits (OVERFITTING's business)
+    flat = with_cka(curves(drift=[0.8, 0.75, 0.72, 0.72, 0.72, 0.72, 0.72], val=OVERFIT_VAL),
+                    b4=[0.95, 0.85, 0.8, 0.8, 0.8, 0.8, 0.8], b5=[0.9, 0.87, 0.86, 0.86, 0.86, 0.86, 0.86])
+    assert not finetune_overfitting(DiagnosisInputs(curves=flat), CFG)
+    # a converged run: the CKA keeps falling but validation keeps its best
+    converged = with_cka(curves(drift=RETURNING, val=[0.2, 0.3, 0.33, 0.34, 0.345, 0.345, 0.346]),
+                         b4=[0.95, 0.9, 0.86, 0.8, 0.74, 0.69, 0.64])
+    assert not finetune_overfitting(DiagnosisInputs(curves=converged), CFG)
+    # a small fall of the CKA (below encoder.overfit_cka) is not movement
+    small = with_cka(curves(drift=RETURNING, val=OVERFIT_VAL), b4=[0.95, 0.9, 0.86, 0.8, 0.795, 0.792, 0.79])
+    assert not finetune_overfitting(DiagnosisInputs(curves=small), CFG)
 
 
 def test_text_collapse_is_relative_to_the_pretrained_spread():
