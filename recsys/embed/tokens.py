@@ -32,14 +32,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from recsys import storage
 from recsys.data.prepared import fingerprint
 from recsys.embed.encoder import pool
 from recsys.errors import ConfigError, DataError
@@ -148,10 +147,7 @@ def frozen_states(tokenizer, model, texts: list[str], layer_from: int, max_token
 
 
 def _save_npy(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, array)
-    os.replace(tmp, path)
+    storage.publish_atomic(path, lambda handle: np.save(handle, array))
 
 
 def texts_hash(texts: list[str]) -> str:
@@ -210,9 +206,8 @@ def cache_item_tokens(texts: list[str], item_ids: list[str], encoder_dir: str | 
     _save_npy(pretrained, directory / "pretrained.npy")
     (directory / "item_ids.json").write_text(json.dumps([str(i) for i in item_ids]))
     (directory / "texts.json").write_text(json.dumps(list(texts)))
-    tmp = directory / f".{IDENTITY}.tmp"
-    tmp.write_text(json.dumps(dict(identity, encoder_dir=str(encoder_dir)), indent=2, sort_keys=True))
-    os.replace(tmp, directory / IDENTITY)
+    text = json.dumps(dict(identity, encoder_dir=str(encoder_dir)), indent=2, sort_keys=True)
+    storage.publish_atomic(directory / IDENTITY, lambda handle: handle.write(text.encode()))
     log.info("token states of %s items (layers %d.. of %d trained) written to %s", f"{len(texts):,}",
              n_layers - k, n_layers, directory)
     return load_item_tokens(directory, encoder_dir)
@@ -299,10 +294,8 @@ def token_cache_root(cfg) -> Path:
     'data_cache/embeddings/tokens'
     """
     from recsys.embed.stage import cache_root
-    from recsys.storage import is_uri
-
     root = cache_root(cfg)
-    return Path(cfg.data.cache_dir) / "tokens" if is_uri(root) else Path(root) / "tokens"
+    return Path(cfg.data.cache_dir) / "tokens" if storage.is_uri(root) else Path(root) / "tokens"
 
 
 def with_token_cache(model_config, prepared, cfg, *, engine: str = "local"):

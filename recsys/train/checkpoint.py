@@ -27,7 +27,6 @@ True
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -68,10 +67,7 @@ def model_payload(model: Recommender, state_dict: dict | None = None) -> dict:
 
 
 def _save_atomic(payload, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return storage.publish_atomic(path, lambda handle: torch.save(payload, handle))
 
 
 def save_model(directory: str | Path, model: Recommender, state_dict: dict | None = None,
@@ -154,9 +150,7 @@ class LocalCheckpoints:
         if target.exists():
             shutil.rmtree(target)
         save_checkpoint(target, model, best_state, optimizer_state, state, telemetry)
-        tmp = self.root / f".{LATEST}.tmp"
-        tmp.write_text(target.name)
-        os.replace(tmp, self.root / LATEST)
+        storage.publish_atomic(self.root / LATEST, lambda handle: handle.write(target.name.encode()))
         for old in sorted(self.root.glob("epoch-*"))[:-self.keep]:
             if old != target:
                 shutil.rmtree(old, ignore_errors=True)
