@@ -5,7 +5,9 @@ The cluster is the README's local job recipe, run once for this module
 loopback with free ports, stopped through its own process group at the end. The
 recipe's own ``ray job submit`` runs the pipeline on tiny data; a second job goes
 to the same head with the token and the runtime env of cluster/runtime_env.yaml
-(its pip list left out: the head runs in this venv and there is no network here).
+(its pip list left out: the head runs in this venv and there is no network here),
+without ``ray.address``, and keeps its report, embedding cache and checkpoints on S3
+(a moto server on loopback; the runtime env adds the AWS_* variables).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import yaml
 
 from recsys.pipeline import RUN_STAGES, STAGES
 from recsys.report.reader import load_tables
+from tests.cluster.conftest import BUCKET, aws_variables, s3_keys
 from tests.cluster.raycluster import REPO, RecipeHead
 from tests.test_readme import README, job_recipe
 
@@ -27,6 +30,12 @@ TINY = ["dataset.synthetic.n_users=150", "dataset.synthetic.n_items=100", "datas
         "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=150",
         "models=[pop,mf,content]", "train.epochs=2", "eval.bootstrap_samples=50",
         "diagnose.importance.bootstrap_samples=50", "encoder.progress_every_s=0", "tune.enabled=false"]
+# The job that keeps its run on S3: the stages up to evaluate of pop, mf and content.
+S3_RUN = ["dataset.synthetic.n_users=120", "dataset.synthetic.n_items=80", "dataset.synthetic.n_topics=3",
+          "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=120",
+          "models=[pop,mf,content]", "train.epochs=2", "eval.bootstrap_samples=50", "data.engine=local",
+          "encoder.progress_every_s=0"]
+S3_REPORT, S3_CACHE = f"s3://{BUCKET}/runs/pipeline-1", f"s3://{BUCKET}/cache/embeddings"
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +54,11 @@ def head(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runtime_env(tmp_path_factory) -> str:
+def runtime_env(tmp_path_factory, s3_endpoint) -> str:
     env = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text())
     env.pop("pip")                          # this venv already has them; the head cannot reach an index
     env.pop("working_dir")                  # given on the command line as --working-dir .
+    env["env_vars"].update(aws_variables(s3_endpoint))   # the moto server (tests/cluster/conftest.py)
     path = tmp_path_factory.mktemp("env") / "runtime_env.yaml"
     path.write_text(yaml.safe_dump(env))
     return str(path)
@@ -104,13 +114,44 @@ def test_the_pipeline_runs_as_a_submitted_job_and_leaves_complete_tables(head):
     assert not (report / "_staging").exists()
 
 
-def test_a_job_without_ray_address_joins_the_cluster_it_was_submitted_to(head, runtime_env, tmp_path):
-    report = tmp_path / "report"
-    submit(head, runtime_env, "python", "-m", "rayjobs.prepare", *TINY, "data.engine=local",
-           f"report.dir={report}", f"data.cache_dir={tmp_path}/cache")
-    run = load_tables(str(report))["runs"].row(0, named=True)
+@pytest.fixture(scope="module")
+def s3_job(head, runtime_env, s3_endpoint, tmp_path_factory):
+    """``python -m rayjobs.evaluate`` submitted without ``ray.address``, its report, embedding cache and checkpoints
+    on s3:// URIs of the moto server (the job's runtime env gives it and its workers the AWS_* variables).
+    Returns the run's tables, read back through S3."""
+    work = tmp_path_factory.mktemp("s3-job")
+    submit(head, runtime_env, "python", "-m", "rayjobs.evaluate", *S3_RUN, f"report.dir={S3_REPORT}",
+           f"encoder.cache_dir={S3_CACHE}", f"data.cache_dir={work}/prepared")
+    # The endpoint on the URI: this process opens a bucket's filesystem once (recsys.storage) and the next
+    # module's moto server, with a bucket of the same name, is another one.
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in aws_variables(s3_endpoint).items():
+            env.setenv(name, value)
+        return load_tables(f"{S3_REPORT}?endpoint_override={s3_endpoint}&scheme=http&region=us-east-1")
+
+
+def test_a_job_without_ray_address_joins_the_cluster_it_was_submitted_to(s3_job):
+    run = s3_job["runs"].row(0, named=True)
     assert run["status"] == "succeeded"
     assert json.loads(run["cluster"])["resources"].get("recsys_test_head") == 1
+
+
+def test_the_pipeline_keeps_its_report_cache_and_checkpoints_on_s3(s3_job, s3_endpoint):
+    """Keys listed with boto3, independently of the pyarrow filesystem the code writes through."""
+    tables = s3_job
+    run = tables["runs"].row(0, named=True)
+    assert run["status"] == "succeeded"
+    assert json.loads(run["stages"]) == ["prepare", "embed", "train", "evaluate"]
+    assert set(tables["metrics"]["model"]) == {"pop", "mf", "content"}
+    keys = s3_keys(s3_endpoint, "runs/pipeline-1/")
+    for model in ("pop", "mf", "content"):
+        assert f"runs/pipeline-1/checkpoints/{model}/best_model.pt" in keys, model
+    for model in ("mf", "content"):                                   # Ray Train's checkpoints, on S3
+        assert any(k.startswith(f"runs/pipeline-1/checkpoints/{model}/ray/") and k.endswith("/trainer.pt")
+                   for k in keys), model
+    cache_keys = s3_keys(s3_endpoint, "cache/embeddings/")
+    assert any("/parts/part-" in k for k in cache_keys) and any("/datasets/" in k for k in cache_keys)
+    assert not any(k.endswith(".tmp") for k in keys + cache_keys)       # no temporary object left behind
 
 
 def test_the_job_server_listens_on_loopback_only(head):

@@ -1,14 +1,13 @@
 """Report tables, the embedding cache, checkpoints and datasets on s3:// URIs, against a real S3 API (moto).
 
 Object keys are listed with boto3, independently of the pyarrow filesystem the code
-writes through.
+writes through. A whole run with its report, embedding cache and checkpoints on S3 is a job
+submitted to a cluster: tests/cluster/test_job_submit.py.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pyarrow as pa
@@ -19,8 +18,7 @@ from recsys.embed.cache import EmbeddingCache, embedding_array, write_cache_part
 from recsys.errors import ConfigError
 from recsys.report.reader import load_tables
 from recsys.report.writer import RunWriter, write_part
-from tests.cluster.conftest import BUCKET, aws_variables, s3_keys
-from tests.cluster.raycluster import REPO, ray_env
+from tests.cluster.conftest import BUCKET, s3_keys
 
 pytestmark = pytest.mark.cluster
 CURVE = {"model": "mf", "step": 0, "name": "train/loss", "value": 0.7}
@@ -101,35 +99,3 @@ def test_a_dataset_read_from_s3_prepares_like_the_local_copy(aws_env, tmp_path):
     for split in ("train", "val", "test"):
         assert remote.split(split).sort(["user_idx", "item_idx", "timestamp"]).equals(
             here.split(split).sort(["user_idx", "item_idx", "timestamp"])), split
-
-
-@pytest.mark.slow
-def test_the_pipeline_keeps_its_report_cache_and_checkpoints_on_s3(s3_endpoint, tmp_path):
-    """A whole run in its own process (its own local Ray, whose workers get the AWS_* variables)."""
-    report = f"s3://{BUCKET}/runs/pipeline-1"
-    cache = f"s3://{BUCKET}/cache/embeddings"
-    args = ["dataset.synthetic.n_users=120", "dataset.synthetic.n_items=80", "dataset.synthetic.n_topics=3",
-            "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=120",
-            "models=[pop,mf,content]", "train.epochs=2", "eval.bootstrap_samples=50", "data.engine=local",
-            "encoder.progress_every_s=0", "ray.num_cpus=2", f"report.dir={report}", f"encoder.cache_dir={cache}",
-            f"data.cache_dir={tmp_path}/prepared"]
-    done = subprocess.run([sys.executable, "-m", "rayjobs.evaluate", *args], cwd=REPO, capture_output=True, text=True,
-                          env=ray_env(**aws_variables(s3_endpoint)), timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in aws_variables(s3_endpoint).items():
-            env.setenv(name, value)
-        tables = load_tables(report)
-    run = tables["runs"].row(0, named=True)
-    assert run["status"] == "succeeded"
-    assert json.loads(run["stages"]) == ["prepare", "embed", "train", "evaluate"]
-    assert set(tables["metrics"]["model"]) == {"pop", "mf", "content"}
-    keys = s3_keys(s3_endpoint, "runs/pipeline-1/")
-    for model in ("pop", "mf", "content"):
-        assert f"runs/pipeline-1/checkpoints/{model}/best_model.pt" in keys, model
-    for model in ("mf", "content"):                                   # Ray Train's checkpoints, on S3
-        assert any(k.startswith(f"runs/pipeline-1/checkpoints/{model}/ray/") and k.endswith("/trainer.pt")
-                   for k in keys), model
-    cache_keys = s3_keys(s3_endpoint, "cache/embeddings/")
-    assert any("/parts/part-" in k for k in cache_keys) and any("/datasets/" in k for k in cache_keys)
-    assert not any(k.endswith(".tmp") for k in keys + cache_keys)       # no temporary object left behind
