@@ -81,15 +81,21 @@ _BUCKET_STORES = ("s3", "gs", "gcs")     # schemes whose path inside the filesys
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_filesystem(root: str):
+def _cached_filesystem(root: str, environment: tuple):
     import pyarrow.fs as pafs
 
     return pafs.FileSystem.from_uri(root)[0]
 
 
+def _credentials_environment() -> tuple:
+    """The environment variables an object store's filesystem reads when it opens (endpoint, region,
+    keys): part of the cache key, so a changed endpoint or key opens a new filesystem."""
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("AWS_", "GOOGLE_", "GCS_"))))
+
+
 def _open(root: str, setting: str | None):
     try:
-        return _cached_filesystem(root)
+        return _cached_filesystem(root, _credentials_environment())
     except (ValueError, OSError, ImportError, TypeError) as exc:
         raise _cannot_open(root, exc, setting) from None
 
