@@ -37,9 +37,9 @@ from recsys.train.stage import stage_train
 from recsys.tune.stage import stage_tune
 from recsys.errors import ConfigError
 from recsys.models.registry import resolve_model_names
-from recsys.report.writer import RunWriter, check_run_id, new_run_id
+from recsys.report.writer import RunWriter, check_run_id, discard_uncommitted_transactions, new_run_id
 from recsys.run_state import RunLevelState, RunState  # importable from here too
-from recsys.runtime import init_ray
+from recsys.runtime import Terminated, init_ray, stop_ray
 from recsys.console import attach_run_log, stage_done, stage_started
 from recsys.stage_summary import stage_summary
 from recsys.storage import is_uri, join
@@ -148,28 +148,36 @@ def run_stages(cfg: RecsysConfig, stages: list[str] | None = None) -> Path:
     run_id = new_run_id()
     report_dir = report_dir_for(cfg, run_id)
     attach_run_log(run_log_dir(report_dir, run_id))       # Ray's own logs and every detail go there
-    with RunWriter(report_dir, run_id=run_id, config=asdict(cfg)) as writer:
-        resources = init_ray(cfg.ray)
-        writer.set_cluster({"address": cfg.ray.address or "local", "resources": resources})
-        if several:
-            check_sources(datasets, cfg.split)
-        whole = RunLevelState(cfg=cfg, writer=writer)
-        for dataset in datasets:
-            name = dataset_label(dataset)
-            run = whole.datasets[name] = RunState(cfg=dataset_config(cfg, dataset, report_dir, several), writer=writer)
-            for stage in (s for s in stages if s in STAGES):
-                done = f"{stage}:{name}" if several else stage
-                started = stage_started(done)
+    writer = RunWriter(report_dir, run_id=run_id, config=asdict(cfg))
+    try:
+        with writer:
+            resources = init_ray(cfg.ray)
+            writer.set_cluster({"address": cfg.ray.address or "local", "resources": resources})
+            if several:
+                check_sources(datasets, cfg.split)
+            whole = RunLevelState(cfg=cfg, writer=writer)
+            for dataset in datasets:
+                name = dataset_label(dataset)
+                run = whole.datasets[name] = RunState(cfg=dataset_config(cfg, dataset, report_dir, several),
+                                                      writer=writer)
+                for stage in (s for s in stages if s in STAGES):
+                    done = f"{stage}:{name}" if several else stage
+                    started = stage_started(done)
+                    with writer.transaction():
+                        STAGES[stage](run)
+                    writer.mark_stage_done(done)
+                    stage_done(done, started, stage_summary(stage, run))
+            for stage in (s for s in stages if s in RUN_STAGES):
+                started = stage_started(stage)
                 with writer.transaction():
-                    STAGES[stage](run)
-                writer.mark_stage_done(done)
-                stage_done(done, started, stage_summary(stage, run))
-        for stage in (s for s in stages if s in RUN_STAGES):
-            started = stage_started(stage)
-            with writer.transaction():
-                RUN_STAGES[stage](whole)
-            writer.mark_stage_done(stage)
-            stage_done(stage, started)
+                    RUN_STAGES[stage](whole)
+                writer.mark_stage_done(stage)
+                stage_done(stage, started)
+    except (Terminated, KeyboardInterrupt):
+        # workers of the stopped stage may still be writing its parts: stop them, then drop what they staged
+        stop_ray()
+        discard_uncommitted_transactions(writer.run_dir)
+        raise
     diagnosis = run_summary(whole.datasets.values(), report_dir)
     if diagnosis:
         print(diagnosis)              # one line per model of every dataset, after every stage; the full text: the file

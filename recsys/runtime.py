@@ -107,6 +107,14 @@ def init_ray(cfg: RayConfig) -> dict:
     return dict(ray.cluster_resources())
 
 
+def stop_ray() -> None:
+    """Shut this process's Ray down (a local Ray's workers end with it; a cluster's job ends its tasks)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 class Terminated(BaseException):
     """The process was asked to stop (SIGTERM): raised by the entry point's handler.
 

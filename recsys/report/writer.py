@@ -185,6 +185,25 @@ def _drop_empty_staging(run_dir: Path) -> None:
         pass
 
 
+def discard_uncommitted_transactions(run_dir: str | Path) -> int:
+    """Remove the staged parts of transactions that never committed (a stopped run's); return how many.
+
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp())
+    >>> (run / STAGING_DIR / "txn-1" / "metrics").mkdir(parents=True)
+    >>> discard_uncommitted_transactions(run), (run / STAGING_DIR).exists()
+    (1, False)
+    """
+    staging = Path(run_dir) / STAGING_DIR
+    if not staging.is_dir():
+        return 0
+    dropped = [txn for txn in sorted(staging.iterdir()) if not (txn / COMMIT_MARKER).exists()]
+    for txn_dir in dropped:
+        shutil.rmtree(txn_dir, ignore_errors=True)
+    _drop_empty_staging(Path(run_dir))
+    return len(dropped)
+
+
 def complete_committed_transactions(run_dir: str | Path) -> int:
     """Finish publishing transactions that committed but were interrupted; return how many.
 
