@@ -27,9 +27,15 @@ $(STAMP): pyproject.toml examples/neumf/pyproject.toml
 	touch $(STAMP)
 
 # The whole pipeline on the built-in synthetic data, on a local Ray; extra Hydra overrides via ARGS=.
+# Then the fine-tuned encoder (finetune, one trained MiniLM layer) through diagnosis at a small size
+# (300 users, 200 items, 16 tokens), so the demo stays under 10 minutes on 2 CPUs (docs/finetune.md).
 DEMO_MODELS ?= [pop,mf,content,two_tower,sasrec,lightgcn,textgraph]
+FINETUNE_DEMO ?= dataset.synthetic.n_users=300 dataset.synthetic.n_items=200 dataset.synthetic.n_topics=4 \
+	dataset.synthetic.mean_interactions_per_user=15 model.finetune.max_tokens=16 model.finetune.negatives=32 \
+	train.batch_size=128
 demo: setup
 	$(BIN)/python -m rayjobs.pipeline "models=$(DEMO_MODELS)" $(ARGS)
+	$(BIN)/python -m rayjobs.diagnose "models=[pop,finetune]" $(FINETUNE_DEMO) $(ARGS)
 	$(BIN)/recsys report list
 
 # Every test, Ray integration tests included (they share one local Ray session).
