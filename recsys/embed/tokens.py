@@ -309,7 +309,8 @@ def with_token_cache(model_config, prepared, cfg, *, engine: str = "local"):
         return model_config
     tokens = catalogue_tokens(prepared, cfg.encoder, token_cache_root(cfg), train_layers=model_config.train_layers,
                               max_tokens=model_config.max_tokens, pooling=model_config.pooling, engine=engine)
-    return replace(model_config, token_cache=tokens.directory)
+    # absolute: Ray Train workers and Tune trials run in directories of their own
+    return replace(model_config, token_cache=str(Path(tokens.directory).resolve()))
 
 
 def with_run_token_cache(cfg, prepared, model: str):

@@ -78,3 +78,19 @@ def test_pipeline_on_ray_and_ray_train_with_one_worker_matches_the_plain_loop(tm
 
     assert len(losses(plain)) > 3 and losses(on_ray) == pytest.approx(losses(plain), rel=1e-4, abs=1e-5)
     assert on_ray.state.val_history == pytest.approx(plain.state.val_history, abs=1e-4)
+
+
+def test_a_relative_cache_dir_gives_workers_an_absolute_token_cache(tmp_path, bert, monkeypatch):
+    """Ray Train workers and Tune trials run elsewhere: the token cache they are handed must not be relative."""
+    from pathlib import Path
+
+    from recsys.data.prepare import prepare
+    from recsys.embed.tokens import with_token_cache
+
+    monkeypatch.chdir(tmp_path)
+    cfg = compose(TINY + FINETUNE + ["models=[finetune]", f"encoder.path={bert}", "encoder.engine=local",
+                                     "data.engine=local", "data.cache_dir=relative_cache"])
+    prepared = prepare(cfg.dataset, cfg.data, cfg.split)
+    config = with_token_cache(cfg.model.finetune, prepared, cfg)
+    assert Path(config.token_cache).is_absolute() and Path(config.token_cache).is_dir()
+    assert Path(config.token_cache).is_relative_to(tmp_path / "relative_cache")
