@@ -41,6 +41,7 @@ copies: the model's own tensors are never written, and its mode is restored.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ from recsys.evaluate.significance import paired_test
 from recsys.evaluate.useritems import UserItems
 from recsys.models.base import Recommender
 from recsys.models.contract import checked_scorer, check_feature_tensors
+
+log = logging.getLogger(__name__)
 
 PERMUTABLE = ("text", "item_id", "user_id")
 TEXT_FIELD_GROUP = "text_field"
@@ -292,6 +295,12 @@ def text_field_rows(model: Recommender, data: EvalData, field_vectors: Mapping[s
         base = data.per_user(model)
     text_name = feature_tensors(model)["text"][0]        # the (n_items, d) text vectors the model reads
     text = tensor(model, text_name)
+    if text.dim() != 2:
+        # e.g. finetune reads token states (n_items, tokens, hidden): vectors of the text without a field
+        # say nothing about it; its encoder is diagnosed by its own rules (recsys.diagnose.encoder)
+        log.info("text-field importance skipped for %s: its text %s is %s, not (items, d) vectors",
+                 getattr(model, "name", type(model).__name__), text_name, tuple(text.shape))
+        return []
     rows = []
     for name, vectors in field_vectors.items():
         new = torch.as_tensor(np.asarray(vectors), dtype=text.dtype, device=text.device)

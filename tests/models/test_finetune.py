@@ -274,3 +274,14 @@ def test_two_ray_train_workers_match_one_process(tmp_path):
     initial = new_model("finetune", config, data, None, cfg.seed).state_dict()
     moved = [k for k in a if k.startswith("encoder.layer.") and not torch.allclose(a[k], initial[k], atol=1e-4)]
     assert {k.split(".")[2] for k in moved} == {"0", "1"}              # both blocks trained, under DDP too
+
+
+def test_text_field_importance_leaves_token_states_alone_instead_of_failing(bert, cache_root):
+    """Vectors of the text without a field cannot stand in for token states: finetune gets no text-field rows."""
+    from recsys.diagnose.importance import EvalData, text_field_rows
+
+    data = topic_world()
+    model = build(tokens_for(bert, cache_root), data).eval()
+    held = data.val
+    vectors = np.zeros((N_ITEMS, 32), np.float32)                    # what the embed stage gives per field
+    assert text_field_rows(model, EvalData(held, data.seen(), "ndcg", 5), {"genres": vectors}) == []
