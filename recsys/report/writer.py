@@ -129,12 +129,8 @@ def collect_versions() -> dict[str, str]:
 # ---------------------------------------------------------------- files
 
 
-_fsync_dir = storage.fsync_dir
-publish_atomic = storage.publish_atomic      # temporary name, fsync, rename: recsys.storage's one atomic write
-
-
 def _write_atomic(data: pa.Table, path: Path) -> None:
-    publish_atomic(path, lambda handle: pq.write_table(data, handle))
+    storage.publish_atomic(path, lambda handle: pq.write_table(data, handle))
 
 
 def new_part_name() -> str:
@@ -165,7 +161,7 @@ def _complete_commit(txn_dir: Path, run_dir: Path) -> list[Path]:
             if not path.name.startswith("."):
                 os.replace(path, run_dir / path.name)
                 published.append(run_dir / path.name)
-        _fsync_dir(run_dir)
+        storage.fsync_dir(run_dir)
     for table_dir in sorted(p for p in txn_dir.iterdir() if p.is_dir() and p.name != FILES_DIR):
         target = run_dir / table_dir.name
         target.mkdir(parents=True, exist_ok=True)
@@ -173,7 +169,7 @@ def _complete_commit(txn_dir: Path, run_dir: Path) -> list[Path]:
             if is_part_file(part):
                 os.replace(part, target / part.name)
                 published.append(target / part.name)
-        _fsync_dir(target)
+        storage.fsync_dir(target)
     shutil.rmtree(txn_dir, ignore_errors=True)
     return published
 
@@ -418,7 +414,7 @@ class RunWriter:
             raise ConfigError(f"bad report file name {name!r}", hint="use a plain name such as diagnosis.txt")
         staging = getattr(self._local, "txn_dir", None)
         path = (staging / FILES_DIR if staging else self.run_dir) / name
-        publish_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+        storage.publish_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
         if staging is None:
             self._upload([path])
         return self.run_dir / name
@@ -446,7 +442,7 @@ class RunWriter:
         marker = txn_dir / COMMIT_MARKER
         with open(marker, "wb") as handle:
             os.fsync(handle.fileno())
-        _fsync_dir(txn_dir)
+        storage.fsync_dir(txn_dir)
         published = _complete_commit(txn_dir, self.run_dir)
         _drop_empty_staging(self.run_dir)
         self._upload(published)
