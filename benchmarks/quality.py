@@ -33,7 +33,7 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +51,14 @@ def model_settings(overrides: list[str]):
     for item in overrides:
         path, _, raw = item.partition("=")
         _, name, param = path.split(".")
-        config = getattr(settings, name)
-        kind = {f.name: f.type for f in fields(config)}[param]
-        value = json.loads(raw) if kind not in ("str", str) else raw
-        setattr(settings, name, replace(config, **{param: value}))
+        setattr(settings, name, with_setting(getattr(settings, name), param, raw))
     return settings
+
+
+def with_setting(config, param: str, raw: str):
+    """``config`` (a model's settings dataclass) with ``param`` set from its command-line text ``raw``."""
+    kind = {f.name: f.type for f in fields(config)}[param]
+    return replace(config, **{param: json.loads(raw) if kind not in ("str", str) else raw})
 
 
 def prepared(args: argparse.Namespace, seed: int):
@@ -76,27 +79,47 @@ def item_vectors(ds, cache_dir: str) -> np.ndarray:
     return load_item_vectors(result.path, ds.item_map())
 
 
-def test_metrics(model, ds, data) -> dict[str, float]:
-    """NDCG, Recall and HR @K on the test split (users known to training), training and validation items masked."""
-    from recsys.evaluate.metrics import hit_rate_at_k, ndcg_at_k, recall_at_k
-    from recsys.evaluate.topk import topk
+def split_items(ds, data, split: str):
+    """The held-out items of ``split`` per user (users known to training), as ``UserItems``."""
     from recsys.evaluate.useritems import UserItems
 
-    def items_of(split: str) -> UserItems:
-        frame = ds.split(split).drop_nulls(["user_idx", "item_idx"])
-        frame = frame.filter(frame["user_idx"] < data.n_users)
-        return UserItems.from_pairs(frame["user_idx"].to_numpy(), frame["item_idx"].to_numpy(),
-                                    n_users=data.n_users, n_items=data.n_items)
+    frame = ds.split(split).drop_nulls(["user_idx", "item_idx"])
+    frame = frame.filter(frame["user_idx"] < data.n_users)
+    return UserItems.from_pairs(frame["user_idx"].to_numpy(), frame["item_idx"].to_numpy(),
+                                n_users=data.n_users, n_items=data.n_items)
 
-    seen = data.seen().union(items_of("val"))
-    relevant = items_of("test")
+
+@dataclass
+class TestRanking:
+    """Every test user's top-K list over all items, training and validation items masked."""
+
+    __test__ = False                 # not a pytest class
+
+    users: np.ndarray                # (U,) users with a test item
+    items: np.ndarray                # (U, K) their top-K items
+    relevant: object                 # UserItems: the test items
+
+
+def test_ranking(model, ds, data, k: int = K) -> TestRanking:
+    """Rank every item for each test user once (the metrics and the segments both read it)."""
+    from recsys.evaluate.topk import topk
+
+    relevant = split_items(ds, data, "test")
     users = np.flatnonzero(relevant.counts() > 0)
-    result = topk(model.scorer(), users, K, seen=seen)
-    hits = relevant.contains(users, result.items)
-    n_relevant = relevant.counts()[users]
-    return {"ndcg": float(ndcg_at_k(hits, n_relevant, K).mean()),
-            "recall": float(recall_at_k(hits, n_relevant, K).mean()),
-            "hr": float(hit_rate_at_k(hits, K).mean()), "n_users": int(users.size)}
+    result = topk(model.scorer(), users, k, seen=data.seen().union(split_items(ds, data, "val")))
+    return TestRanking(users, result.items, relevant)
+
+
+def test_metrics(ranking: TestRanking, k: int = K) -> dict[str, float]:
+    """NDCG, Recall, Precision and HR @k of a :class:`TestRanking`, averaged over its users."""
+    from recsys.evaluate.metrics import hit_rate_at_k, ndcg_at_k, precision_at_k, recall_at_k
+
+    hits = ranking.relevant.contains(ranking.users, ranking.items)
+    n_relevant = ranking.relevant.counts()[ranking.users]
+    return {"ndcg": float(ndcg_at_k(hits, n_relevant, k).mean()),
+            "recall": float(recall_at_k(hits, n_relevant, k).mean()),
+            "precision": float(precision_at_k(hits, k).mean()),
+            "hr": float(hit_rate_at_k(hits, k).mean()), "n_users": int(ranking.users.size)}
 
 
 def variant(spec: str, settings) -> tuple[str, object, float | None]:
@@ -110,14 +133,12 @@ def variant(spec: str, settings) -> tuple[str, object, float | None]:
     """
     name, _, params = spec.partition(":")
     config, lr = getattr(settings, name), None
-    kinds = {f.name: f.type for f in fields(config)}
     for item in filter(None, params.split(",")):
         param, _, raw = item.partition("=")
         if param == "lr":
             lr = float(raw)
-            continue
-        value = json.loads(raw) if kinds[param] not in ("str", str) else raw
-        config = replace(config, **{param: value})
+        else:
+            config = with_setting(config, param, raw)
     return name, config, lr
 
 
@@ -158,15 +179,15 @@ def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
             trained = train_local(name, config, data, text, cfg, tempfile.mkdtemp(prefix=f"q-{name}-"))
             seconds = time.perf_counter() - started
             epoch_s = [r["value"] for r in trained.telemetry.curves if r["name"] == "epoch_seconds"]
-            model = load_model(trained.path)
-            metrics = test_metrics(model, ds, data)
+            ranking = test_ranking(load_model(trained.path), ds, data)
+            metrics = test_metrics(ranking)
             row = {"seed": seed, "model": spec, "lr": cfg.lr, **metrics, "best_epoch": trained.state.best_epoch,
                    "epochs": trained.state.epoch, "val_ndcg": trained.summary()["best_val"], "train_s": seconds,
                    "epoch_s": statistics.median(epoch_s) if epoch_s else None,
                    "peak_mb": max((r["value"] for r in trained.telemetry.curves if r["name"] == "peak_memory_mb"),
                                   default=None)}
             if args.segments:
-                per_user[spec] = segment_values(model, ds, data, K)
+                per_user[spec] = segment_values(ranking, ds, data)
                 row["segments"] = {segment: {"ndcg": float(values.mean()), "n_users": int(users.size)}
                                    for segment, (users, values) in per_user[spec].items()}
             print(json.dumps(row), flush=True)

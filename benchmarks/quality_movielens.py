@@ -34,9 +34,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 
-from benchmarks.quality import item_vectors, mean_sd
+from benchmarks.quality import item_vectors, mean_sd, test_metrics, test_ranking
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small"
 K = 10
@@ -74,28 +73,6 @@ def prepared(seed: int, cache_dir: str):
                    SplitConfig(protocol="random", ratios=[0.8, 0.1, 0.1], seed=seed))
 
 
-def test_metrics(model, ds, data) -> dict[str, float]:
-    """NDCG, Recall and Precision @K on the test split, training and validation items masked."""
-    from recsys.evaluate.metrics import ndcg_at_k, precision_at_k, recall_at_k
-    from recsys.evaluate.topk import topk
-    from recsys.evaluate.useritems import UserItems
-
-    def items_of(split: str) -> UserItems:
-        frame = ds.split(split)
-        return UserItems.from_pairs(frame["user_idx"].to_numpy(), frame["item_idx"].to_numpy(),
-                                    n_users=data.n_users, n_items=data.n_items)
-
-    seen = data.seen().union(items_of("val"))
-    relevant = items_of("test")
-    users = np.flatnonzero(relevant.counts() > 0)
-    result = topk(model.scorer(), users, K, seen=seen)
-    hits = relevant.contains(users, result.items)
-    n_relevant = relevant.counts()[users]
-    return {"ndcg": float(ndcg_at_k(hits, n_relevant, K).mean()),
-            "recall": float(recall_at_k(hits, n_relevant, K).mean()),
-            "precision": float(precision_at_k(hits, K).mean()), "n_users": int(users.size)}
-
-
 def run(seeds: list[int], models: list[str], cache_dir: str) -> list[dict]:
     from recsys.train.checkpoint import load_model
     from recsys.train.data import TrainingData
@@ -112,7 +89,7 @@ def run(seeds: list[int], models: list[str], cache_dir: str) -> list[dict]:
             started = time.perf_counter()
             trained = train_local(name, model_cfg, data, text, train_cfg, tempfile.mkdtemp(prefix=f"q-{name}-"))
             seconds = time.perf_counter() - started
-            metrics = test_metrics(load_model(trained.path), ds, data)
+            metrics = test_metrics(test_ranking(load_model(trained.path), ds, data))
             row = {"seed": seed, "model": name, **metrics, "best_epoch": trained.state.best_epoch,
                    "epochs": trained.state.epoch, "val_ndcg": trained.summary()["best_val"], "train_s": seconds}
             print(json.dumps(row), flush=True)

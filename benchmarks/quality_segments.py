@@ -25,25 +25,17 @@ K = 10
 SEGMENTS = ("all", "cold_items", "light_users")
 
 
-def segment_values(model, ds, data, k: int = K) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{segment: (users, per-user NDCG@k)}`` on the test split; a segment without users is left out."""
+def segment_values(ranking, ds, data, k: int = K) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{segment: (users, per-user NDCG@k)}`` of a ``benchmarks.quality.TestRanking``; a segment
+    without users is left out."""
     from recsys.evaluate.metrics import ndcg_at_k
     from recsys.evaluate.segments import activity_segments
-    from recsys.evaluate.topk import topk
     from recsys.evaluate.useritems import UserItems
 
-    def items_of(split: str) -> UserItems:
-        frame = ds.split(split).drop_nulls(["user_idx", "item_idx"])
-        frame = frame.filter(frame["user_idx"] < data.n_users)
-        return UserItems.from_pairs(frame["user_idx"].to_numpy(), frame["item_idx"].to_numpy(),
-                                    n_users=data.n_users, n_items=data.n_items)
+    users, items, relevant = ranking.users, ranking.items, ranking.relevant
+    out = {"all": (users, ndcg_at_k(relevant.contains(users, items), relevant.counts()[users], k))}
 
     seen_train = data.seen()
-    relevant = items_of("test")
-    users = np.flatnonzero(relevant.counts() > 0)
-    result = topk(model.scorer(), users, k, seen=seen_train.union(items_of("val")))
-    out = {"all": (users, ndcg_at_k(relevant.contains(users, result.items), relevant.counts()[users], k))}
-
     trained_items = np.zeros(data.n_items, dtype=bool)
     trained_items[seen_train.indices] = True
     test = ds.split("test").drop_nulls(["user_idx", "item_idx"])
@@ -53,7 +45,7 @@ def segment_values(model, ds, data, k: int = K) -> dict[str, tuple[np.ndarray, n
                                          n_users=data.n_users, n_items=data.n_items)
     has_cold = cold_relevant.counts()[users] > 0
     if has_cold.any():
-        hits = cold_relevant.contains(users[has_cold], result.items[has_cold])
+        hits = cold_relevant.contains(users[has_cold], items[has_cold])
         out["cold_items"] = (users[has_cold], ndcg_at_k(hits, cold_relevant.counts()[users[has_cold]], k))
 
     light = activity_segments(seen_train.counts(), users).get("activity_q1")
