@@ -103,10 +103,12 @@ class TuneRun:
         from recsys.train.stage import checkpoint_root
 
         from recsys.embed.tokens import with_run_token_cache
+        from recsys.train.config import for_model
 
         self.run, self.tcfg = run, cfg
         self.model = self.tcfg.model
         self.cfg = with_run_token_cache(run.cfg, run.prepared, self.model)   # finetune: the catalogue's token states
+        self.cfg = replace(self.cfg, train=for_model(self.cfg.train, self.model))   # train.lr null: the model's own
         self.dataset = run.prepared.name
         self.data = TrainingData.from_prepared(run.prepared)
         self.item_text = item_text
@@ -125,10 +127,6 @@ class TuneRun:
             from recsys.embed.config import template_for
 
             return template_for(self.cfg.encoder, self.dataset)
-        if path == "train.lr":
-            from recsys.train.config import for_model
-
-            return for_model(self.cfg.train, self.model).lr          # null: the model's own rate
         return get_setting(self.cfg, path)
 
     def prepare_templates(self, space: Space) -> None:
