@@ -101,12 +101,21 @@ class TestRanking:
 
 
 def test_ranking(model, ds, data, k: int = K) -> TestRanking:
-    """Rank every item for each test user once (the metrics and the segments both read it)."""
+    """Rank every item for each test user once (the metrics and the segments both read it); models that read
+    histories read the training then validation interactions, as in a run (``eval.query_history``)."""
+    from types import SimpleNamespace
+
+    from recsys.evaluate.history import query_model
     from recsys.evaluate.topk import topk
 
     relevant = split_items(ds, data, "test")
     users = np.flatnonzero(relevant.counts() > 0)
-    result = topk(model.scorer(), users, k, seen=data.seen().union(split_items(ds, data, "val")))
+    val = ds.split("val").drop_nulls(["user_idx", "item_idx"]).sort(["user_idx", "timestamp"], maintain_order=True)
+    val = val.filter(val["user_idx"] < data.n_users)
+    ctx = SimpleNamespace(val_order=(val["user_idx"].to_numpy().astype(np.int64),
+                                     val["item_idx"].to_numpy().astype(np.int64)))
+    scorer = query_model(model, ctx, "test").scorer()
+    result = topk(scorer, users, k, seen=data.seen().union(split_items(ds, data, "val")))
     return TestRanking(users, result.items, relevant)
 
 
@@ -122,24 +131,32 @@ def test_metrics(ranking: TestRanking, k: int = K) -> dict[str, float]:
             "hr": float(hit_rate_at_k(hits, k).mean()), "n_users": int(ranking.users.size)}
 
 
-def variant(spec: str, settings) -> tuple[str, object, float | None]:
-    """``name`` or ``name:param=value,...`` as (model name, its settings, learning rate or None);
-    ``lr=`` sets the training learning rate of this variant.
+def variant(spec: str, settings) -> tuple[str, object, dict]:
+    """``name`` or ``name:param=value,...`` as (model name, its settings, training settings it overrides).
+
+    A parameter the model's settings lack but ``train.*`` has (``lr``, ``batch_size``,
+    ``weight_decay``, ...) sets the variant's training setting.
 
     >>> from recsys.models.registry import ModelSettings
-    >>> name, config, lr = variant("lightgcn:layers=2,lr=0.005", ModelSettings())
-    >>> name, config.layers, lr
-    ('lightgcn', 2, 0.005)
+    >>> name, config, train = variant("lightgcn:layers=2,lr=0.005,batch_size=512", ModelSettings())
+    >>> name, config.layers, train
+    ('lightgcn', 2, {'lr': 0.005, 'batch_size': 512})
     """
+    from dataclasses import fields
+
+    from recsys.train.config import TrainConfig
+
+    train_types = {f.name: f.type for f in fields(TrainConfig)}
     name, _, params = spec.partition(":")
-    config, lr = getattr(settings, name), None
+    config, train = getattr(settings, name), {}
+    model_params = {f.name for f in fields(config)}
     for item in filter(None, params.split(",")):
         param, _, raw = item.partition("=")
-        if param == "lr":
-            lr = float(raw)
+        if param not in model_params and param in train_types:
+            train[param] = float(raw) if param in ("lr", "weight_decay", "grad_clip") else int(raw)
         else:
             config = with_setting(config, param, raw)
-    return name, config, lr
+    return name, config, train
 
 
 def with_tokens(config, ds, cache_dir: str):
@@ -172,8 +189,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
         text = item_vectors(ds, args.cache_dir)
         per_user = {}
         for spec in args.models:
-            name, config, lr = variant(spec, settings)
-            cfg = for_model(replace(base, lr=lr), name)            # None: the model's own rate (ModelSpec.lr)
+            name, config, train = variant(spec, settings)
+            cfg = for_model(replace(base, **train), name)          # no lr: the model's own rate (ModelSpec.lr)
             config = with_tokens(config, ds, args.cache_dir)
             started = time.perf_counter()
             trained = train_local(name, config, data, text, cfg, tempfile.mkdtemp(prefix=f"q-{name}-"))
@@ -181,8 +198,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
             epoch_s = [r["value"] for r in trained.telemetry.curves if r["name"] == "epoch_seconds"]
             ranking = test_ranking(load_model(trained.path), ds, data)
             metrics = test_metrics(ranking)
-            row = {"seed": seed, "model": spec, "lr": cfg.lr, **metrics, "best_epoch": trained.state.best_epoch,
-                   "epochs": trained.state.epoch, "val_ndcg": trained.summary()["best_val"], "train_s": seconds,
+            row = {"seed": seed, "model": spec, "lr": cfg.lr, "batch_size": cfg.batch_size, **metrics,
+                   "best_epoch": trained.state.best_epoch, "epochs": trained.state.epoch,
+                   "val_ndcg": trained.summary()["best_val"], "train_s": seconds,
                    "epoch_s": statistics.median(epoch_s) if epoch_s else None,
                    "peak_mb": max((r["value"] for r in trained.telemetry.curves if r["name"] == "peak_memory_mb"),
                                   default=None)}

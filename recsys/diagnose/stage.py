@@ -46,6 +46,7 @@ from recsys.diagnose.text_fields import FieldVectors, field_vectors
 from recsys.errors import ConfigError, DataError
 from recsys.evaluate.config import EvalConfig
 from recsys.evaluate.context import EvalContext
+from recsys.evaluate.history import query_model
 from recsys.models.base import ModelInputs, Recommender
 from recsys.models.registry import build_model
 from recsys.report.schema import schema_for
@@ -125,17 +126,22 @@ def initial_model(model: Recommender, seed: int) -> Recommender:
 
 
 def model_importance(model: Recommender, data: EvalData, cfg: DiagnoseConfig,
-                     fields: Optional[FieldVectors] = None) -> list[dict]:
-    """Every ``feature_importance`` row of one model (without run, dataset and model)."""
+                     fields: Optional[FieldVectors] = None, ranked: Optional[Recommender] = None) -> list[dict]:
+    """Every ``feature_importance`` row of one model (without run, dataset and model).
+
+    ``ranked`` is the model as it answers queries on ``data.split`` (:func:`recsys.evaluate.history.query_model`;
+    default ``model``): the ranking methods score with it, gradient x input trains with ``model``.
+    """
     imp = cfg.importance
     if not feature_tensors(model):
         return []
+    ranked = model if ranked is None else ranked
     stats = {"n_samples": imp.bootstrap_samples, "confidence": imp.confidence, "seed": imp.seed}
-    base = data.per_user(model)
-    rows = importance_rows(model, data, methods=imp.methods, groups=imp.groups, repeats=imp.permutation_repeats,
+    base = data.per_user(ranked)
+    rows = importance_rows(ranked, data, methods=imp.methods, groups=imp.groups, repeats=imp.permutation_repeats,
                            history_keep=imp.history_keep, base=base, **stats)
     if fields is not None and fields.vectors:
-        rows += text_field_rows(model, data, fields.vectors, base=base, **stats)
+        rows += text_field_rows(ranked, data, fields.vectors, base=base, **stats)
     if "grad_x_input" in imp.methods:
         rows += grad_x_input_rows(model, batches=imp.grad_batches, batch_size=imp.grad_batch_size, seed=imp.seed,
                                   groups=imp.groups, n_samples=imp.bootstrap_samples, confidence=imp.confidence)
@@ -148,6 +154,9 @@ def diagnose_models(models: Mapping[str, Recommender], prepared: PreparedDataset
     """Feature importance, embedding health and item norms of ``models`` (no rules, nothing written)."""
     dataset = prepared.name
     result = DiagnoseResult()
+    eval_cfg = eval_cfg or EvalConfig()
+    if cfg.importance.enabled and context is None:
+        context = EvalContext.from_prepared(prepared, None, eval_cfg)
     data = eval_data(prepared, cfg, context, eval_cfg) if cfg.importance.enabled else None
     item_ids = prepared.item_map().sort("item_idx")["item_id"].to_list()
     norms = []
@@ -156,7 +165,8 @@ def diagnose_models(models: Mapping[str, Recommender], prepared: PreparedDataset
             continue
         if data is not None:
             log.info("feature importance of %s on %s users", name, len(data.users))
-            rows = model_importance(model, data, cfg, fields)
+            ranked = query_model(model, context, data.split, eval_cfg.query_history)
+            rows = model_importance(model, data, cfg, fields, ranked=ranked)
             result.feature_importance += [dict(row, dataset=dataset, model=name) for row in rows]
         if cfg.health.enabled:
             h = cfg.health

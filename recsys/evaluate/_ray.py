@@ -28,6 +28,7 @@ import numpy as np
 from recsys.console import ProgressLine
 from recsys.evaluate.config import EvalConfig, check_eval_config
 from recsys.evaluate.context import EvalContext, evaluate_split, split_users
+from recsys.evaluate.history import query_model
 from recsys.evaluate.rows import MetricRows, combine, evaluable_users, shard_users
 from recsys.evaluate.topk import batch_size_for
 from recsys.models.contract import checked_scorer
@@ -51,7 +52,8 @@ class ShardEvaluator:
 
     ``shared``: ``{"models": {name: model or object reference}, "ctx": context or
     reference}``; each model's scorer is built once per actor, the first time one
-    of its shards arrives.
+    of its shards arrives (per split: test queries may read the validation interactions too,
+    :mod:`recsys.evaluate.history`).
     """
 
     def __init__(self, shared: Mapping, cfg: EvalConfig, tasks: list[tuple[str, str]], threads: int = 1):
@@ -66,18 +68,22 @@ class ShardEvaluator:
         self.cfg, self.tasks = cfg, list(tasks)
         self.scorers = {}
 
-    def _scorer(self, name: str):
-        if name not in self.scorers:
+    def _scorer(self, name: str, split: str):
+        if (name, split) not in self.scorers:
             import ray
 
             model = self.models[name]
-            self.scorers[name] = checked_scorer(ray.get(model) if isinstance(model, ray.ObjectRef) else model)
-        return self.scorers[name]
+            if isinstance(model, ray.ObjectRef):
+                model = self.models[name] = ray.get(model)                      # fetched once per actor
+            queried = query_model(model, self.ctx, split, self.cfg.query_history)
+            self.scorers[name, split] = checked_scorer(queried)
+        return self.scorers[name, split]
 
     def __call__(self, batch: dict) -> dict:
         (task,), (users,) = batch["task"], batch["users"]
         name, split = self.tasks[int(task)]
-        rows = evaluate_split(self._scorer(name), self.ctx, split, self.cfg, users=np.asarray(users, dtype=np.int64))
+        users = np.asarray(users, dtype=np.int64)
+        rows = evaluate_split(self._scorer(name, split), self.ctx, split, self.cfg, users=users)
         return {"task": np.full(rows.n_users, task, dtype=np.int64), **rows.to_batch()}
 
 

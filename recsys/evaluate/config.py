@@ -16,6 +16,7 @@ from typing import Optional
 
 from recsys.errors import ConfigError
 from recsys.evaluate.external_files import ExternalListConfig, check_external_lists
+from recsys.evaluate.history import QUERY_HISTORIES
 
 PROTOCOLS = ("full", "uni100", "pop100")
 SIGNIFICANCE_TESTS = ("paired_t", "wilcoxon", "bootstrap")
@@ -52,6 +53,7 @@ class EvalConfig:
     cold_start_max: int = 5             # users with at most this many training interactions are cold-start
     max_attribute_values: int = 20      # attribute segments: the most frequent values of a column, at most this many
     external: list[ExternalListConfig] = field(default_factory=list)  # lists from outside: {name, path, format, split}
+    query_history: str = "train_val"    # train_val: test queries read train then val (history.py) | train
 
     @property
     def memory_budget_bytes(self) -> int:
@@ -80,6 +82,7 @@ def check_eval_config(cfg: EvalConfig) -> None:
     _one_of(cfg.correction, CORRECTIONS, "eval.correction")
     _one_of(cfg.recall_denominator, RECALL_DENOMINATORS, "eval.recall_denominator")
     _one_of(cfg.engine, ENGINES, "eval.engine")
+    _one_of(cfg.query_history, QUERY_HISTORIES, "eval.query_history")
     splits = list(cfg.splits)
     if not splits or any(s not in SPLITS for s in splits) or len(set(splits)) != len(splits):
         raise ConfigError(f"splits must be distinct names among {', '.join(SPLITS)}, got {splits!r}",

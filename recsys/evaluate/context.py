@@ -81,6 +81,7 @@ class EvalContext:
     item_is_cold: np.ndarray | None = None       # (n_items,) no training interaction; None: from train
     user_attributes: pl.DataFrame | None = None  # user_idx + attribute columns (users.parquet), if any
     item_attributes: pl.DataFrame | None = None  # item_idx + item table columns, if any
+    val_order: tuple[np.ndarray, np.ndarray] | None = None   # (users, items) of val in time order (history.py)
 
     @classmethod
     def from_arrays(cls, train, val, test, *, n_users: int, n_items: int, item_vectors=None,
@@ -98,7 +99,9 @@ class EvalContext:
             else np.asarray(user_ids, dtype=object)
         item_ids = np.array([str(i) for i in range(n_items)], dtype=object) if item_ids is None \
             else np.asarray(item_ids, dtype=object)
-        return cls(dataset, int(n_users), int(n_items), *sets, stats=stats, user_ids=user_ids, item_ids=item_ids)
+        val_order = tuple(np.asarray(v, dtype=np.int64) for v in val)      # the pairs' order is their time order
+        return cls(dataset, int(n_users), int(n_items), *sets, stats=stats, user_ids=user_ids, item_ids=item_ids,
+                   val_order=val_order)
 
     @classmethod
     def from_prepared(cls, prepared, item_vectors: np.ndarray | None, cfg: EvalConfig) -> "EvalContext":
@@ -112,7 +115,12 @@ class EvalContext:
         n_users, n_items = user_map.height, item_map.height
         user_ids = _ids_by_index(user_map, "user_id", "user_idx", str(prepared.path / "user_map.parquet"))
         item_ids = _ids_by_index(item_map, "item_id", "item_idx", str(prepared.path / "item_map.parquet"))
-        train, val, test = (_pairs(prepared.split(s), s, n_users, n_items) for s in ("train", "val", "test"))
+        val_frame = prepared.split("val")
+        train, val, test = (_pairs(prepared.split(s) if s != "val" else val_frame, s, n_users, n_items)
+                            for s in ("train", "val", "test"))
+        if "timestamp" in val_frame.columns:
+            val_frame = val_frame.sort(["user_idx", "timestamp"], maintain_order=True)
+        val_order = tuple(val_frame[c].to_numpy().astype(np.int64) for c in ("user_idx", "item_idx"))
         if item_vectors is not None and len(item_vectors) != n_items:
             raise DataError(f"{len(item_vectors)} item vectors for {n_items} items of {prepared.name}",
                             hint="load the vectors aligned with this dataset's item map (load_item_vectors)")
@@ -128,7 +136,7 @@ class EvalContext:
                  .join(prepared.items().with_columns(pl.col("item_id").cast(pl.Utf8)), on="item_id", how="inner")
                  .drop("item_id"))
         return cls(prepared.name, n_users, n_items, train, val, test, stats, user_ids, item_ids,
-                   item_is_cold=is_cold, user_attributes=users, item_attributes=items)
+                   item_is_cold=is_cold, user_attributes=users, item_attributes=items, val_order=val_order)
 
     def split_items(self, split: str) -> UserItems:
         """The held-out items of ``split`` (``val`` or ``test``)."""

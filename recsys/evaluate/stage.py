@@ -32,6 +32,7 @@ import polars as pl
 from recsys.evaluate.aggregate import summarize
 from recsys.evaluate.config import EvalConfig, check_eval_config
 from recsys.evaluate.context import EvalContext, evaluate_split
+from recsys.evaluate.history import query_model
 from recsys.evaluate.metrics import ACCURACY_METRICS
 from recsys.evaluate.rows import MetricRows, split_column_name
 from recsys.evaluate.segments import ALL, item_group_rows, item_groups, user_segments
@@ -52,7 +53,8 @@ def evaluate_models(models: Mapping, ctx: EvalContext, cfg: EvalConfig) -> dict[
         from recsys.evaluate._ray import evaluate_many_ray
 
         return evaluate_many_ray(models, ctx, list(cfg.splits), cfg)
-    return {name: {split: evaluate_split(checked_scorer(model), ctx, split, cfg) for split in cfg.splits}
+    return {name: {split: evaluate_split(checked_scorer(query_model(model, ctx, split, cfg.query_history)), ctx,
+                                         split, cfg) for split in cfg.splits}
             for name, model in models.items()}
 
 

@@ -185,6 +185,8 @@ class Recommender(nn.Module):
     example_kind = "pairs"
     trainable = True
     window_length = 0          # sequence models: items per training window
+    reads_history = False      # True: user_vectors read history_indptr/history_items, so a test query may be
+                               # given the validation interactions after the training ones (evaluate/history.py)
 
     def __init__(self, inputs: ModelInputs) -> None:
         super().__init__()

@@ -40,6 +40,8 @@ class ContentConfig:
 
 
 class ContentModel(Recommender):
+    reads_history = True          # a query reads the user's history (test: train then val, evaluate/history.py)
+
     def __init__(self, config: ContentConfig, inputs: ModelInputs) -> None:
         super().__init__(inputs)
         require_text(inputs, "content")

@@ -93,6 +93,8 @@ def check_finetune(config: FineTuneConfig) -> None:
 class FineTune(Recommender):
     """The two-tower model with the encoder's top layers inside the item tower (see the module doc)."""
 
+    reads_history = True          # a query reads the user's history (test: train then val, evaluate/history.py)
+
     def __init__(self, config: FineTuneConfig, inputs: ModelInputs, tokens: ItemTokens | None = None) -> None:
         super().__init__(inputs)
         check_finetune(config)

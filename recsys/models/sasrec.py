@@ -66,6 +66,7 @@ def trim_padding(windows: torch.Tensor, least: int) -> torch.Tensor:
 
 class SASRec(Recommender):
     example_kind = "windows"
+    reads_history = True          # a query reads the user's history (test: train then val, evaluate/history.py)
 
     def __init__(self, config: SASRecConfig, inputs: ModelInputs) -> None:
         super().__init__(inputs)

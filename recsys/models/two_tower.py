@@ -98,6 +98,8 @@ def init_linear_layers(module: nn.Module, std: float) -> None:
 
 
 class TwoTower(Recommender):
+    reads_history = True          # a query reads the user's history (test: train then val, evaluate/history.py)
+
     def __init__(self, config: TwoTowerConfig, inputs: ModelInputs) -> None:
         super().__init__(inputs)
         check_two_tower(config)
