@@ -38,9 +38,11 @@ demo: setup
 	$(BIN)/python -m rayjobs.diagnose "models=[pop,finetune]" $(FINETUNE_DEMO) $(ARGS)
 	$(BIN)/recsys report list
 
-# Every test, Ray integration tests included (they share one local Ray session).
+# Every test, Ray integration tests included, on TEST_WORKERS pytest-xdist workers (each worker shares one
+# local Ray session among its Ray tests; whole test files go to one worker: tests/conftest.py).
+TEST_WORKERS ?= 2
 test: setup
-	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Pure-logic tests only (no Ray), for quick iteration.
 test-fast: setup

@@ -138,22 +138,25 @@ def variant(spec: str, settings) -> tuple[str, object, dict]:
     ``weight_decay``, ...) sets the variant's training setting.
 
     >>> from recsys.models.registry import ModelSettings
-    >>> name, config, train = variant("lightgcn:layers=2,lr=0.005,batch_size=512", ModelSettings())
+    >>> name, config, train = variant("lightgcn:layers=2,lr=0.005,batch_size=512,loss=bpr", ModelSettings())
     >>> name, config.layers, train
-    ('lightgcn', 2, {'lr': 0.005, 'batch_size': 512})
+    ('lightgcn', 2, {'lr': 0.005, 'batch_size': 512, 'loss': 'bpr'})
     """
     from dataclasses import fields
 
     from recsys.train.config import TrainConfig
 
-    train_types = {f.name: f.type for f in fields(TrainConfig)}
+    defaults = TrainConfig()
+    train_params = {f.name for f in fields(TrainConfig)}
     name, _, params = spec.partition(":")
     config, train = getattr(settings, name), {}
     model_params = {f.name for f in fields(config)}
     for item in filter(None, params.split(",")):
         param, _, raw = item.partition("=")
-        if param not in model_params and param in train_types:
-            train[param] = float(raw) if param in ("lr", "weight_decay", "grad_clip") else int(raw)
+        if param not in model_params and param in train_params:
+            default = getattr(defaults, param)
+            train[param] = (raw if isinstance(default, str) else int(raw) if isinstance(default, int)
+                            else float(raw))                          # lr, weight_decay, grad_clip: numbers
         else:
             config = with_setting(config, param, raw)
     return name, config, train

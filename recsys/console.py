@@ -9,7 +9,8 @@ on the console too.
 - :func:`setup_logging` (entry points) routes Python logging: console lines from the
   loggers in :data:`CONSOLE_LOGGERS` and warnings of ``recsys``; the rest to the file
   that :func:`attach_run_log` opens once the run's directory is known (records before
-  that are kept and written then).
+  that are kept and written then). Python's ``warnings`` (a library's deprecation or
+  user warnings) become records of the ``py.warnings`` logger: the file's, not the console's.
 - :mod:`recsys.ray_output` takes over what Ray prints on the driver (its loggers, its
   workers' lines, its native core's stderr) and hands it to this logging.
 - :func:`stage_started` / :func:`stage_done` print a stage's lines
@@ -40,6 +41,7 @@ CONSOLE_LOGGERS = frozenset({CONSOLE, "recsys.embed", "recsys.train.loop"})
 THROTTLED_LOGGERS = frozenset({"recsys.train.loop"})   # a line per epoch: at most one per log.progress_every_s
 TRAIN_WORKER = "RayTrainWorker"                  # the actor name of a Ray Train worker
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+PY_WARNINGS = "py.warnings"                      # the logger of Python's warnings (logging.captureWarnings)
 
 log = logging.getLogger(CONSOLE)
 
@@ -103,8 +105,8 @@ class ConsoleFilter(logging.Filter):
     [True, False, False]
     >>> f.filter(rec("recsys.train.stage", logging.WARNING)), f.filter(rec("ray.data", logging.ERROR))
     (True, False)
-    >>> ConsoleFilter(debug=True).filter(rec("ray.data"))
-    True
+    >>> ConsoleFilter(debug=True).filter(rec("ray.data")), f.filter(rec("py.warnings", logging.WARNING))
+    (True, False)
 
     A model's epoch lines (``recsys.train.loop``) come at most every ``every_s`` seconds:
     the first, then periodic ones, and always the last (its status is not ``running``).
@@ -139,8 +141,8 @@ class ConsoleFilter(logging.Filter):
         if self.debug:
             return True
         name = record.name
-        if name == "ray" or name.startswith("ray."):
-            return False                          # Ray's own logs: the run's log file
+        if name == "ray" or name.startswith("ray.") or name == PY_WARNINGS:
+            return False                          # Ray's own logs and libraries' warnings: the run's log file
         if record.levelno >= logging.WARNING:
             return True
         worker = getattr(record, "ray_actor", None)
@@ -221,6 +223,7 @@ def setup_logging(cfg: LogConfig, stream: TextIO | None = None) -> None:
     root.addHandler(console)
     root.addHandler(pending)
     logging.getLogger("recsys").setLevel(logging.INFO)
+    logging.captureWarnings(True)                # warnings.warn(...) -> the py.warnings logger -> the file
     _State.console, _State.pending, _State.cfg = console, pending, cfg
     quiet_ray_loggers()
 

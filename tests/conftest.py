@@ -45,10 +45,25 @@ def aws_env(s3_endpoint, monkeypatch):
     return s3_endpoint
 
 
-# The entry-point run below: tiny synthetic data, pop and mf, the default tuning round (of mf) on.
+# The entry-point run below: tiny synthetic data, pop, mf and the example plugin model (examples/neumf, when
+# installed: tests/test_plugin_pipeline.py reads its rows), the default tuning round on (of the plugin; else mf).
 ENTRY_RUN = ["dataset.synthetic.n_users=200", "dataset.synthetic.n_items=120", "dataset.synthetic.n_topics=3",
              "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=100",
-             "models=[pop,mf]", "train.epochs=2", "ray.num_cpus=2"]
+             "train.epochs=2", "ray.num_cpus=2"]
+
+
+def entry_run_models() -> list[str]:
+    """The entry run's models and their settings: the example plugin joins when its package is installed."""
+    from recsys.models.registry import SPECS
+
+    if "neumf" not in SPECS:
+        return ["models=[pop,mf]"]
+    return ["models=[pop,mf,neumf]", "model.neumf.dim=8", "model.neumf.mlp_width=16", "tune.model=neumf"]
+
+
+def entry_run_tuned() -> str:
+    """The model the entry run's tuning round searches."""
+    return next((arg.split("=", 1)[1] for arg in entry_run_models() if arg.startswith("tune.model=")), "mf")
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +77,8 @@ def pipeline_entry_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("entry")
     env = dict(os.environ, RAY_AUTH_MODE="disabled", HF_HUB_OFFLINE="1")
     env.pop("RAY_DATA_DISABLE_PROGRESS_BARS", None)     # as a user runs it: the console alone must be quiet
-    result = subprocess.run([sys.executable, "-m", "rayjobs.pipeline", *ENTRY_RUN, f"report.dir={root}/run",
+    result = subprocess.run([sys.executable, "-m", "rayjobs.pipeline", *ENTRY_RUN, *entry_run_models(),
+                             f"report.dir={root}/run",
                              f"data.cache_dir={root}/cache", f"hydra.run.dir={root}/hydra"],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     return result, root / "run"
@@ -83,6 +99,40 @@ def ray_session():
     yield ray
     if started_here:
         ray.shutdown()
+
+
+# Test files that share an expensive session fixture run on the same xdist worker (``make test`` runs two):
+# the entry-point run (pipeline_entry_run) and the report runs (tests/report/conftest.py).
+SHARED_SCOPES = {"tests/test_console.py": "entry-run", "tests/test_pipeline.py": "entry-run",
+                 "tests/test_plugin_pipeline.py": "entry-run"}
+
+
+def shared_scope(nodeid: str) -> str:
+    """The xdist scheduling scope of a test: its file, or the name of the group of files it shares a session
+    fixture with.
+
+    >>> shared_scope("tests/test_console.py::test_x"), shared_scope("tests/report/test_html.py::test_y")
+    ('entry-run', 'report')
+    >>> shared_scope("tests/data/test_split.py::test_z[1]")
+    'tests/data/test_split.py'
+    """
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("tests/report/"):
+        return "report"
+    return SHARED_SCOPES.get(path, path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Whole files (or groups of files, :func:`shared_scope`) to each worker, so that module and session
+    fixtures run once."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return shared_scope(nodeid)
+
+    return SharedScopeScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config, items):

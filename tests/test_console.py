@@ -26,6 +26,7 @@ def routed(tmp_path):
     console = io.StringIO()
     yield console
     close_run_log()
+    logging.captureWarnings(False)                   # setup_logging routed Python's warnings: give them back
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for handler in handlers:
@@ -49,6 +50,19 @@ def test_console_shows_stage_lines_and_warnings_and_the_file_gets_everything(rou
     for text in ("prepare: started", "pop: {", "dropped 3 rows", "Execution plan of Dataset x",
                  "Exception occurred in Ray Data"):
         assert text in logged
+
+
+def test_python_warnings_go_to_the_run_log_not_the_console(routed, tmp_path):
+    import warnings
+
+    setup_logging(LogConfig(), stream=routed)
+    attach_run_log(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("a library's deprecation notice", FutureWarning, stacklevel=1)
+    close_run_log()
+    assert "deprecation notice" not in routed.getvalue()
+    assert "FutureWarning: a library's deprecation notice" in (tmp_path / "run.log").read_text()
 
 
 def test_debug_level_shows_rays_own_logs(routed, tmp_path):

@@ -23,17 +23,17 @@ TINY = ["dataset.synthetic.n_users=150", "dataset.synthetic.n_items=80", "datase
         "train.epochs=2", "eval.bootstrap_samples=50", "diagnose.importance.bootstrap_samples=50"]
 
 
-@pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.skipif("neumf" not in SPECS, reason="the example package examples/neumf is not installed")
-def test_the_example_plugin_goes_through_every_stage_on_the_ray_engines(tmp_path, ray_session):
-    cfg = compose(TINY + ["models=[pop,neumf]", "model.neumf.dim=8", "model.neumf.mlp_width=16",
-                          "tune.model=neumf", "tune.rounds=1", "tune.trials=2", "tune.epochs=1",
-                          f"report.dir={tmp_path}/run", f"data.cache_dir={tmp_path}/cache"])
-    assert cfg.train.engine == "ray" and cfg.eval.engine == "ray" and cfg.data.engine == "ray"
-    report = run_stages(cfg)
-    tables = load_tables(str(report))
+def test_the_example_plugin_goes_through_every_stage_on_the_ray_engines(pipeline_entry_run):
+    """The entry-point run of tests/conftest.py (``python -m rayjobs.pipeline`` on the default Ray engines)
+    trains, evaluates, diagnoses and compares the plugin beside pop and mf."""
+    result, run_dir = pipeline_entry_run
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    tables = load_tables(str(run_dir))
     assert tables["runs"]["status"][0] == "succeeded"
+    config = json.loads(tables["runs"]["config"][0])
+    assert {config[stage]["engine"] for stage in ("train", "eval", "data")} == {"ray"}
 
     def rows(table: str) -> pl.DataFrame:
         return tables[table].filter(pl.col("model") == "neumf")
@@ -45,9 +45,9 @@ def test_the_example_plugin_goes_through_every_stage_on_the_ray_engines(tmp_path
     # its four ID tables, as it declares them; no "output" row: it is not a dot-product model
     assert set(rows("embedding_health")["embedding"]) == {"item_id", "item_mlp", "user_id", "user_mlp"}
     assert {"pop", "neumf"} <= set(tables["comparisons"]["candidate"]) | set(tables["comparisons"]["baseline"])
-    assert tables["trials"].height >= 2
-    config = json.loads(tables["runs"]["config"][0])
-    assert config["models"] == ["pop", "neumf"] and config["model"]["neumf"]["dim"] == 8
+    assert config["models"] == ["pop", "mf", "neumf"] and config["model"]["neumf"]["dim"] == 8
+    trials = tables["trials"]                                          # the tuning round searched the plugin
+    assert trials.height == 4 and set(tables["metrics"]["model"]) >= {"neumf", "neumf:directed"}
 
 
 PLUGIN = '''

@@ -3,15 +3,14 @@
 Run as its own process (``python -m tests.cluster.multinode_driver OUT.json``) so it
 owns its Ray connection; tests/cluster/test_multinode.py checks what it writes:
 
-- ``embed``: the encoder actor pool's tasks ran on more than one node; every item
-  got exactly one vector, equal to the single-process engine's.
 - ``evaluate``: the evaluation actors ran on more than one node; a worker node that
   hosts one of them is killed while the stage runs, and the rows still cover each
   evaluable user exactly once with the single-process values.
 - ``train``: Ray Train with 2 workers, one per node, completes.
-- ``embed_kill``: the default encoder in two one-CPU actors; a worker node hosting
-  one is killed while it encodes (then a fresh node joins); every item still gets
-  exactly one vector, equal to the single-process engine's.
+- ``embed_kill``: the default encoder in two one-CPU actors, whose tasks run on more
+  than one node; a worker node hosting one is killed while it encodes (then a fresh
+  node joins); every item still gets exactly one vector, equal to the single-process
+  engine's.
 
 Each node has one CPU, so two one-CPU actors can only run on two nodes.
 """
@@ -66,34 +65,6 @@ def alive_actors(class_fragment: str) -> list[dict]:
     return [a for a in actors().values() if class_fragment in a["ActorClassName"] and a["State"] == "ALIVE"]
 
 
-def embed_scenario(work: Path) -> dict:
-    import pyarrow.parquet as pq
-
-    from recsys.data.config import DataConfig, SplitConfig
-    from recsys.data.prepare import prepare
-    from recsys.embed.catalogue import embed_catalogue, load_item_vectors
-    from recsys.embed.config import EncoderConfig
-    from tests.embed.fixtures import save_tiny_bert, tiny_synthetic
-
-    model = save_tiny_bert(work / "tiny-bert")
-    prepared = prepare(tiny_synthetic(n_items=240), DataConfig(cache_dir=str(work / "prepared"), engine="local"),
-                       SplitConfig())
-    cfg = EncoderConfig(name="tiny", path=str(model), max_length=64, rows_per_block=8, threads_per_actor=1,
-                        progress_every_s=0)
-    since = time.time()
-    result = embed_catalogue(prepared, cfg, work / "cache-ray", engine="ray")
-    local = embed_catalogue(prepared, cfg, work / "cache-local", engine="local")
-    item_map = prepared.item_map()
-    ray_vectors, local_vectors = load_item_vectors(result.path, item_map), load_item_vectors(local.path, item_map)
-    ids = pq.read_table(result.path, columns=["item_id"]).column("item_id").to_pylist()
-    n_blocks = -(-result.counts["n_encoded"] // 8)
-    return {
-        "task_nodes": poll_task_nodes("MapWorker", since, expect_at_least=n_blocks),
-        "n_items": len(item_map), "item_ids": sorted(ids), "expected_ids": sorted(item_map["item_id"].to_list()),
-        "max_abs_diff": float(np.abs(ray_vectors - local_vectors).max()),
-    }
-
-
 def embed_with_a_node_killed(cluster, work: Path) -> dict:
     """The default encoder (MiniLM) in 2 one-CPU actors; a worker node hosting one is killed while it encodes."""
     import pyarrow.parquet as pq
@@ -115,13 +86,14 @@ def embed_with_a_node_killed(cluster, work: Path) -> dict:
     result = embed_catalogue(prepared, cfg, work / "cache-kill", engine="ray")
     finished = time.time()
     killer.join(timeout=5)
+    task_nodes = poll_task_nodes("MapWorker", started, expect_at_least=2)
     local = embed_catalogue(prepared, cfg, work / "cache-kill-local", engine="local")
     item_map = prepared.item_map()
     ids = pq.read_table(result.path, columns=["item_id"]).column("item_id").to_pylist()
     cached = [h for part in EmbeddingCache(result.cache_dir).part_files()
               for h in pq.read_table(part, columns=["text_hash"]).column("text_hash").to_pylist()]
     return {
-        "removed": removed, "started_at": started, "finished_at": finished,
+        "removed": removed, "started_at": started, "finished_at": finished, "task_nodes": task_nodes,
         "item_ids": ids, "expected_ids": sorted(item_map["item_id"].to_list()),
         "n_texts": result.counts["n_texts"], "n_cached_rows": len(cached), "n_cached_hashes": len(set(cached)),
         "max_abs_diff": float(np.abs(load_item_vectors(result.path, item_map)
@@ -228,9 +200,6 @@ def main(out_file: str) -> None:
         ray.data.DataContext.get_current().enable_progress_bars = False
         results["nodes"] = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
         results["head"] = cluster.head_node.node_id
-        t0 = time.monotonic()
-        results["embed"] = embed_scenario(work)
-        results["embed"]["seconds"] = time.monotonic() - t0
         t0 = time.monotonic()
         results["train"] = train_scenario(work)
         results["train"]["seconds"] = time.monotonic() - t0

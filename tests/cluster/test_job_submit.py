@@ -28,12 +28,12 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 TINY = ["dataset.synthetic.n_users=150", "dataset.synthetic.n_items=100", "dataset.synthetic.n_topics=3",
         "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=150",
-        "models=[pop,mf,content]", "train.epochs=2", "eval.bootstrap_samples=50",
+        "models=[pop,mf]", "train.epochs=2", "eval.bootstrap_samples=50",
         "diagnose.importance.bootstrap_samples=50", "encoder.progress_every_s=0", "tune.enabled=false"]
-# The job that keeps its run on S3: the stages up to evaluate of pop, mf and content.
+# The job that keeps its run on S3: the stages up to evaluate of pop and mf (the text vectors: embed's cache).
 S3_RUN = ["dataset.synthetic.n_users=120", "dataset.synthetic.n_items=80", "dataset.synthetic.n_topics=3",
           "dataset.synthetic.mean_interactions_per_user=10", "dataset.synthetic.chunk_users=120",
-          "models=[pop,mf,content]", "train.epochs=2", "eval.bootstrap_samples=50", "data.engine=local",
+          "models=[pop,mf]", "train.epochs=2", "eval.bootstrap_samples=50", "data.engine=local",
           "encoder.progress_every_s=0"]
 S3_REPORT, S3_CACHE = f"s3://{BUCKET}/runs/pipeline-1", f"s3://{BUCKET}/cache/embeddings"
 
@@ -98,14 +98,14 @@ def test_the_pipeline_runs_as_a_submitted_job_and_leaves_complete_tables(head):
     datasets = tables["datasets"]
     assert set(datasets["stage"]) == {"loaded", "filtered", "train", "val", "test"}
     metrics = tables["metrics"]
-    assert set(metrics["model"]) == {"pop", "mf", "content"} and set(metrics["split"]) == {"val", "test"}
+    assert set(metrics["model"]) == {"pop", "mf"} and set(metrics["split"]) == {"val", "test"}
     # every model has per-user rows for the same users, and a full top-k list for each of them
     user_rows = tables["user_metrics"].filter(pl.col("split") == "test")
     assert user_rows.group_by("model", "user_id", "metric", "k").len()["len"].max() == 1   # one row per key
     first = user_rows.row(0, named=True)
     one_metric = user_rows.filter((pl.col("metric") == first["metric"]) & (pl.col("k") == first["k"]))
     users = {m: set(g["user_id"]) for (m,), g in one_metric.group_by("model")}
-    assert len(users) == 3 and all(u == users["pop"] for u in users.values()) and users["pop"]
+    assert len(users) == 2 and all(u == users["pop"] for u in users.values()) and users["pop"]
     recs = tables["recommendations"].filter(pl.col("split") == "test")
     k = recs["rank"].max()
     lists = recs.group_by("model", "user_id").agg(pl.len().alias("n"), pl.col("rank").n_unique().alias("ranks"))
@@ -142,13 +142,12 @@ def test_the_pipeline_keeps_its_report_cache_and_checkpoints_on_s3(s3_job, s3_en
     run = tables["runs"].row(0, named=True)
     assert run["status"] == "succeeded"
     assert json.loads(run["stages"]) == ["prepare", "embed", "train", "evaluate"]
-    assert set(tables["metrics"]["model"]) == {"pop", "mf", "content"}
+    assert set(tables["metrics"]["model"]) == {"pop", "mf"}
     keys = s3_keys(s3_endpoint, "runs/pipeline-1/")
-    for model in ("pop", "mf", "content"):
+    for model in ("pop", "mf"):
         assert f"runs/pipeline-1/checkpoints/{model}/best_model.pt" in keys, model
-    for model in ("mf", "content"):                                   # Ray Train's checkpoints, on S3
-        assert any(k.startswith(f"runs/pipeline-1/checkpoints/{model}/ray/") and k.endswith("/trainer.pt")
-                   for k in keys), model
+    assert any(k.startswith("runs/pipeline-1/checkpoints/mf/ray/") and k.endswith("/trainer.pt")
+               for k in keys)                                         # Ray Train's checkpoints, on S3
     cache_keys = s3_keys(s3_endpoint, "cache/embeddings/")
     assert any("/parts/part-" in k for k in cache_keys) and any("/datasets/" in k for k in cache_keys)
     assert not any(k.endswith(".tmp") for k in keys + cache_keys)       # no temporary object left behind

@@ -58,26 +58,24 @@ def test_pipeline_in_process(tmp_path, bert):
 
 @pytest.mark.ray
 def test_pipeline_on_ray_and_ray_train_with_one_worker_matches_the_plain_loop(tmp_path, bert):
+    """The run's own Ray Train curves (one worker) against the plain loop on the same token states."""
     cfg, report = run_pipeline(tmp_path, bert, "ray")
     check_run(cfg, report)
     from recsys.data.prepare import prepare
-    from recsys.train._ray import train_with_ray
 
     prepared = prepare(cfg.dataset, cfg.data, cfg.split)             # the run's prepared dataset (cached)
     local = catalogue_tokens(prepared, cfg.encoder, tmp_path / "local-tokens", train_layers=1, max_tokens=16)
-    ray_made = np.load(next(token_cache_root(cfg).glob("tokens-*")) / "states.npy")
-    assert np.allclose(local.states.numpy(), ray_made, atol=1e-5)        # Ray Data states == in-process states
+    ray_cache = next(token_cache_root(cfg).glob("tokens-*"))
+    assert np.allclose(local.states.numpy(), np.load(ray_cache / "states.npy"), atol=1e-5)   # Ray Data == in-process
     data = TrainingData.from_prepared(prepared)
-    model_cfg = replace(cfg.model.finetune, token_cache=local.directory)
-    train_cfg = replace(cfg.train, epochs=2, engine="ray", num_workers=1, cpus_per_worker=1.0)
-    on_ray = train_with_ray("finetune", model_cfg, data, None, train_cfg, tmp_path / "ray")
-    plain = train_local("finetune", model_cfg, data, None, replace(train_cfg, engine="local"), tmp_path / "plain")
-
-    def losses(trained):
-        return [r["value"] for r in trained.telemetry.curves if r["name"] == "train/loss"]
-
-    assert len(losses(plain)) > 3 and losses(on_ray) == pytest.approx(losses(plain), rel=1e-4, abs=1e-5)
-    assert on_ray.state.val_history == pytest.approx(plain.state.val_history, abs=1e-4)
+    model_cfg = replace(cfg.model.finetune, token_cache=str(ray_cache.resolve()))          # what the run trained on
+    plain = train_local("finetune", model_cfg, data, None, replace(cfg.train, engine="local"), tmp_path / "plain")
+    curves = load_tables(str(report))["curves"].filter(pl.col("model") == "finetune").sort("step", maintain_order=True)
+    on_ray = curves.filter(pl.col("name") == "train/loss")["value"].to_list()
+    plain_losses = [r["value"] for r in plain.telemetry.curves if r["name"] == "train/loss"]
+    assert len(plain_losses) > 3 and on_ray == pytest.approx(plain_losses, rel=1e-4, abs=1e-5)
+    on_ray_val = curves.filter(pl.col("name") == "val/ndcg@10")["value"].to_list()
+    assert on_ray_val == pytest.approx(plain.state.val_history, abs=1e-4)
 
 
 def test_a_relative_cache_dir_gives_workers_an_absolute_token_cache(tmp_path, bert, monkeypatch):
