@@ -39,6 +39,7 @@ class TrialOutcome:
     epochs: int = 0
     seeded_from: Optional[str] = None          # "baseline", "round N": the search's start point, else None
     recsys_error: Optional[Exception] = field(default=None, repr=False, compare=False)  # a RecsysError it raised
+    error_detail: Optional[str] = field(default=None, repr=False, compare=False)  # Ray's text, with the traceback
 
 
 def _trainable(config: dict, context: TrialContext) -> None:
@@ -115,6 +116,7 @@ def outcome_of(result: Any, max_epochs: int) -> TrialOutcome:
         out.status, out.stop_reason = "error", "exception"
         out.error = error_text(result.error)
         out.recsys_error = user_error(result.error)
+        out.error_detail = str(result.error)[-20_000:]
     elif last.get("status") == "diverged":
         out.status, out.stop_reason, out.error = "diverged", "nan", f"non-finite loss: {last.get('where')}"
     elif not last.get("finished", False) and out.epochs < max_epochs:
@@ -193,11 +195,18 @@ def run_search(space: Space, context: TrialContext, cfg: TuneConfig, *, mode: st
     return outcomes
 
 
-def raise_if_all_failed(outcomes: list[TrialOutcome]) -> None:
-    """Raise the RecsysError of the first trial when every trial raised and one did so with a RecsysError.
+class SearchFailed(RuntimeError):
+    """Every trial of a search raised something other than a :class:`~recsys.errors.RecsysError` (a bug, an
+    out-of-memory kill): the run ends with the first trial's error, traceback included."""
 
-    Such a search has nothing to retrain, and its trials' error is the user's to fix: the run
-    ends with it (one ``error:`` line, :func:`rayjobs._common.report_failure`), not with a warning.
+
+def raise_if_all_failed(outcomes: list[TrialOutcome]) -> None:
+    """End the run when every trial raised: with the RecsysError of the first trial that raised one, else with
+    :class:`SearchFailed` carrying the first trial's error.
+
+    Such a search has nothing to retrain. A RecsysError is the user's to fix: one ``error:`` line
+    (:func:`rayjobs._common.report_failure`); anything else is unexpected: its traceback, once, and the
+    run's log file. Never a warning and a run that looks successful.
 
     >>> from recsys.errors import ConfigError
     >>> failed = TrialOutcome("a", {}, status="error", recsys_error=ConfigError("dim must be >= 1"))
@@ -206,9 +215,17 @@ def raise_if_all_failed(outcomes: list[TrialOutcome]) -> None:
     Traceback (most recent call last):
     ...
     recsys.errors.ConfigError: dim must be >= 1
+    >>> raise_if_all_failed([TrialOutcome("c", {}, status="error", error="ZeroDivisionError: division by zero")])
+    Traceback (most recent call last):
+    ...
+    recsys.tune._ray.SearchFailed: every trial of the search failed (1 of 1); trial c: ZeroDivisionError: division by zero
     """
     if not outcomes or any(o.status != "error" for o in outcomes):
         return
     found = next((o.recsys_error for o in outcomes if o.recsys_error is not None), None)
     if found is not None:
         raise found
+    first = outcomes[0]
+    detail = f"\n{first.error_detail}" if first.error_detail else ""
+    raise SearchFailed(f"every trial of the search failed ({len(outcomes)} of {len(outcomes)}); "
+                       f"trial {first.trial_id}: {first.error}{detail}")

@@ -6,7 +6,8 @@ Pure: no Ray here. :func:`run_trial` takes the trial's flat settings
 machine) and calls ``report`` after every epoch with the validation NDCG the
 scheduler judges. A trial whose loss turns NaN ends with status ``diverged``; a
 setting the model rejects raises its :class:`~recsys.errors.ConfigError` (the
-search records it and goes on; when every trial raised, the run ends with it).
+search records it and goes on; when every trial raised, the run ends with it, or,
+for an unexpected error, with :class:`~recsys.tune._ray.SearchFailed` and its traceback).
 
 >>> from recsys.config import RecsysConfig
 >>> from recsys.train.data import TrainingData
