@@ -51,13 +51,14 @@ from recsys.evaluate.config import SPLITS, check_eval_config
 from recsys.evaluate.crossdata import check_compare_config
 from recsys.models.registry import MODELS, check_model_names
 from recsys.models.sasrec import check_sasrec
+from recsys.models.textgraph import check_textgraph
 from recsys.models.two_tower import check_two_tower
 from recsys.runtime import RayConfig
 from recsys.train.config import check_train_config
 from recsys.tune.config import check_tune_config
 
 ALL_STAGES = ("prepare", "embed", "train", "evaluate", "diagnose", "tune", "compare")
-MODEL_CHECKS = {"two_tower": check_two_tower, "sasrec": check_sasrec}
+MODEL_CHECKS = {"two_tower": check_two_tower, "sasrec": check_sasrec, "textgraph": check_textgraph}
 # model settings (by field name) that must be >= 1 (integers) or > 0 (floats); every other number must be >= 0
 POSITIVE_MODEL_SETTINGS = ("dim", "width", "heads", "max_len", "max_history", "temperature", "init_std",
                            "mlp_init_std")

@@ -13,7 +13,10 @@ each worker leaves out the edges of its own share of the batch.
 
 Everything an item needs is its text: an item that was never trained on (a cold item,
 or a catalogue from a new dataset) has no edge, so its final vector is its mapped
-text vector (scaled, which a cosine ignores) and it is ranked by text alone.
+text vector (scaled, which a cosine ignores) and it is ranked by text alone. Trained
+only on items with edges, the model places such vectors away from the users' (every
+warm item's vector is mixed with its users' by propagation); ``cold_items`` makes a
+share of each step's targets edge-less so that it learns to rank them.
 
 >>> from recsys.models.base import Batch, tiny_inputs
 >>> model = TextGraph(TextGraphConfig(dim=8, width=16), tiny_inputs(text_dim=5))
@@ -46,6 +49,7 @@ class TextGraphConfig:
     dropout: float = 0.0            # inside the MLP
     layers: int = 2                 # propagation steps
     tau: float = 0.15               # softmax temperature over cosines (InfoNCE)
+    cold_items: float = 0.0         # training: share of a step's distinct targets made edge-less (see forward)
 
 
 def check_textgraph(config: TextGraphConfig) -> None:
@@ -55,6 +59,9 @@ def check_textgraph(config: TextGraphConfig) -> None:
             or not 0 <= config.dropout < 1:
         raise ConfigError("dim and width must be >= 1, depth and layers >= 0, tau > 0, dropout in [0, 1)",
                           setting="model.textgraph", hint="e.g. dim=64 width=256 depth=1 layers=2 tau=0.15")
+    if not 0 <= config.cold_items <= 1:
+        raise ConfigError(f"cold_items {config.cold_items} is not a share", setting="model.textgraph.cold_items",
+                          hint="use a value in [0, 1], e.g. 0.1 (0: off)")
 
 
 def graph_from_pairs(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> tuple:
@@ -86,14 +93,19 @@ class TextGraph(Recommender):
         """Feature group -> this model's tensors (see the model contract): text only, no ID table."""
         return {"text": ["item_text"]}
 
-    def _propagated(self, held_out: tuple[torch.Tensor, torch.Tensor] | None = None) \
-            -> tuple[torch.Tensor, torch.Tensor]:
-        """Final unit user (U, D) and item (N, D) vectors; ``held_out`` (users, items) edges left out of the graph."""
+    def _propagated(self, held_out: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    edgeless: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final unit user (U, D) and item (N, D) vectors; ``held_out`` (users, items) edges and every edge of the
+        ``edgeless`` items left out of the graph."""
         (users, items), (adjacency, user_mean) = self._graph.get(self.history_indptr, self.history_items,
                                                                  self.n_users, self.n_items)
-        if held_out is not None:
+        if held_out is not None or edgeless is not None:
             width = self.n_items
-            keep = ~torch.isin(users * width + items, held_out[0] * width + held_out[1])   # (E,)
+            keep = torch.ones_like(users, dtype=torch.bool)                                  # (E,)
+            if held_out is not None:
+                keep &= ~torch.isin(users * width + items, held_out[0] * width + held_out[1])
+            if edgeless is not None:
+                keep &= ~torch.isin(items, edgeless)
             adjacency, user_mean = graph_from_pairs(users[keep], items[keep], self.n_users, self.n_items)
         items0 = self.text_mlp(self.item_text)                            # (N, T) -> (N, D)
         users0 = torch.sparse.mm(user_mean, items0)                       # (U, N) @ (N, D) -> (U, D)
@@ -116,6 +128,13 @@ class TextGraph(Recommender):
         targets = self.history_items[batch.positions]                     # (B,)
         # The batch's own (user, target) edges are left out of the graph, or a user's layer 0 would hold
         # the text of the very item it must predict (and the model learn to rank seen items first).
-        users_final, items = self._propagated((batch.users, targets))
+        # With cold_items, a share of the distinct targets also loses every edge: those steps train the
+        # model to rank items the graph knows nothing about, as it must rank cold items (DropoutNet,
+        # Volkovs et al. 2017). The share is drawn from torch's global generator.
+        edgeless = None
+        if self.training and self.config.cold_items > 0:
+            distinct = torch.unique(targets)                              # (T,)
+            edgeless = distinct[torch.rand(distinct.numel(), device=distinct.device) < self.config.cold_items]
+        users_final, items = self._propagated((batch.users, targets), edgeless)
         queries = F.embedding(batch.users, users_final) / self.config.tau  # (B, D), deterministic backward
         return Output(queries, targets, items)

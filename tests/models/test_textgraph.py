@@ -79,3 +79,30 @@ def test_checkpoint_state_rebuilds_the_same_scores(trained):
     copy = TextGraph(model.config, ModelInputs.placeholder(data.model_inputs(text).spec()))
     copy.load_state_dict(model.state_dict())
     assert torch.allclose(copy.score(torch.arange(5)), model.score(torch.arange(5)), atol=1e-5)
+
+
+def test_cold_items_make_a_share_of_the_steps_targets_edge_less_in_training_only():
+    """With cold_items=1 every target of a step loses its edges: its vector in the step is its mapped text alone
+    (as a cold item's is when scoring); cold_items=0 leaves the graph of the step as it was."""
+    from recsys.models.base import Batch
+
+    data, text = block_data()
+    torch.manual_seed(0)
+    plain = TextGraph(TextGraphConfig(dim=8, width=16), data.model_inputs(text))
+    cold = TextGraph(TextGraphConfig(dim=8, width=16, cold_items=1.0), data.model_inputs(text))
+    cold.load_state_dict(plain.state_dict())
+    batch = Batch(torch.tensor([0, 1, 8]), torch.tensor([1, 3, data.indptr[8] + 2]))
+    targets = plain.history_items[batch.positions]
+    mapped = F.normalize(plain.text_mlp(plain.item_text[targets]), dim=1).detach()
+    out = cold.train()(batch)
+    assert torch.allclose(out.items[targets].detach(), mapped, atol=1e-6)          # edge-less in the step
+    assert not torch.allclose(plain.train()(batch).items[targets].detach(), mapped, atol=1e-3)
+    torch.testing.assert_close(cold.eval().item_vectors(), plain.eval().item_vectors())   # scoring: the full graph
+
+
+def test_cold_items_must_be_a_share():
+    from recsys.errors import ConfigError
+
+    data, text = block_data()
+    with pytest.raises(ConfigError, match="model.textgraph.cold_items"):
+        TextGraph(TextGraphConfig(cold_items=1.5), data.model_inputs(text))
