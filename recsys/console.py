@@ -38,7 +38,7 @@ LOG_LEVELS = ("info", "debug")
 CONSOLE = "recsys.console"                       # stage lines and progress
 # recsys loggers whose INFO lines are the console's: stage lines, embedding progress, training epochs
 CONSOLE_LOGGERS = frozenset({CONSOLE, "recsys.embed", "recsys.train.loop"})
-THROTTLED_LOGGERS = frozenset({"recsys.train.loop"})   # a line per epoch: at most one per log.progress_every_s
+THROTTLED_LOGGERS = frozenset({"recsys.train.loop"})   # a line per epoch: at most one per log.epoch_every_s
 TRAIN_WORKER = "RayTrainWorker"                  # the actor name of a Ray Train worker
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PY_WARNINGS = "py.warnings"                      # the logger of Python's warnings (logging.captureWarnings)
@@ -61,6 +61,7 @@ class LogConfig:
     level: str = "info"
     file: str = "run.log"
     progress_every_s: float = 10.0               # without a terminal: a progress line at most this often
+    epoch_every_s: float = 30.0                  # a model's epoch lines: the first, the last, one at most this often
 
 
 def check_log_config(cfg: LogConfig) -> None:
@@ -80,6 +81,9 @@ def check_log_config(cfg: LogConfig) -> None:
     if cfg.progress_every_s <= 0:
         raise ConfigError(f"progress interval {cfg.progress_every_s} is not positive",
                           setting="log.progress_every_s", hint="use a number of seconds > 0, e.g. 10")
+    if cfg.epoch_every_s < 0:
+        raise ConfigError(f"epoch line interval {cfg.epoch_every_s} is negative", setting="log.epoch_every_s",
+                          hint="use a number of seconds >= 0, e.g. 30 (0: every epoch)")
 
 
 def format_seconds(seconds: float) -> str:
@@ -217,7 +221,7 @@ def setup_logging(cfg: LogConfig, stream: TextIO | None = None) -> None:
     root.setLevel(logging.DEBUG if cfg.level == "debug" else logging.INFO)
     console = logging.StreamHandler(stream) if stream is not None else _StdoutHandler()
     console.setLevel(logging.INFO)
-    console.addFilter(ConsoleFilter(debug=cfg.level == "debug", every_s=cfg.progress_every_s))
+    console.addFilter(ConsoleFilter(debug=cfg.level == "debug", every_s=cfg.epoch_every_s))
     console.setFormatter(ConsoleFormatter())
     pending = _Pending()
     root.addHandler(console)

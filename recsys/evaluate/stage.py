@@ -168,23 +168,43 @@ def comparison_rows(rows_by_model: Mapping[str, MetricRows], split: str, cfg: Ev
     return [row for row in out if row["delta"] is not None and not np.isnan(row["delta"])]
 
 
-def _cell(summary: list[dict], metric: str, k: int) -> str:
+def _cell(summary: list[dict], metric: str, k: int, interval: bool = True) -> str:
     for row in summary:
         if row["metric"] == metric and row["k"] == k and row["segment"] == ALL and row["value"] is not None:
-            if row["ci_low"] is None:
+            if row["ci_low"] is None or not interval:
                 return f"{row['value']:.4f}"
             return f"{row['value']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
     return "-"
 
 
 def summary_table(metric_summaries: Mapping[tuple[str, str], list[dict]], ks: list[int]) -> str:
-    """A compact text table: NDCG, recall and precision at k=10 (or the largest k) with intervals, per model/split."""
+    """A compact text table, one line per model: NDCG at k=10 (or the largest k) of every split but the last,
+    then NDCG with its interval, recall and precision of the last split (test, when evaluated).
+
+    >>> row = lambda metric, value: {"metric": metric, "k": 10, "segment": "all", "value": value,
+    ...                              "ci_low": value - 0.01, "ci_high": value + 0.01}
+    >>> summaries = {("mf", "val"): [row("ndcg", 0.2)],
+    ...              ("mf", "test"): [row("ndcg", 0.25), row("recall", 0.3), row("precision", 0.1)]}
+    >>> print(summary_table(summaries, [10]))
+    model  val NDCG@10  test NDCG@10             test Recall@10  test Precision@10
+    mf     0.2000       0.2500 [0.2400, 0.2600]  0.3000          0.1000
+    """
+    if not metric_summaries:
+        return ""
     k = 10 if 10 in ks else max(ks)
-    header = ["model", "split", f"NDCG@{k}", f"Recall@{k}", f"Precision@{k}"]
-    lines = [header] + [[model, split, *(_cell(summary, m, k) for m in ("ndcg", "recall", "precision"))]
-                        for (model, split), summary in metric_summaries.items()]
+    splits = list(dict.fromkeys(split for _, split in metric_summaries))
+    models = list(dict.fromkeys(model for model, _ in metric_summaries))
+    *before, last = splits
+    header = ["model", *(f"{split} NDCG@{k}" for split in before),
+              *(f"{last} {name}@{k}" for name in ("NDCG", "Recall", "Precision"))]
+    lines = [header]
+    for model in models:
+        first = [_cell(metric_summaries.get((model, split), []), "ndcg", k, interval=False) for split in before]
+        final = metric_summaries.get((model, last), [])
+        lines.append([model, *first, _cell(final, "ndcg", k),
+                      *(_cell(final, metric, k, interval=False) for metric in ("recall", "precision"))])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in lines)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
 
 
 def _context(run: RunState, cfg: EvalConfig) -> EvalContext:

@@ -76,6 +76,40 @@ def verdicts(state, results) -> list[str]:
             for mode, result in results.items() if result.best is not None]
 
 
+def brief_text(state, results, comparisons: list[dict]) -> str:
+    """The console's few lines of a search: its trials, the verdict of each search, the paired test of test NDCG
+    (:func:`summary_text`, the whole account, goes to the run's log file).
+
+    >>> from types import SimpleNamespace as NS
+    >>> trial = lambda status: NS(status=status)
+    >>> result = NS(rounds=[NS(trials=[trial("completed"), trial("stopped"), trial("error")])], best=None)
+    >>> state = NS(model="mf", dataset="synthetic", cfg=NS(eval=NS(k=[10])))
+    >>> test = {"split": "test", "segment": "all", "metric": "ndcg", "k": 10, "candidate": "mf:directed",
+    ...         "baseline": "mf", "delta": 0.01, "p_adjusted": 0.04}
+    >>> print(brief_text(state, {"directed": result}, [test]))
+    tuning mf on synthetic: directed 1 round(s), 3 trials (1 stopped early by ASHA, 1 failed)
+      mf:directed vs mf: test ndcg@10 +0.0100 (p adjusted 0.04)
+    """
+    ks = list(state.cfg.eval.k)
+    k = 10 if 10 in ks else max(ks)
+    counts = []
+    for mode, result in results.items():
+        trials = [t for rnd in result.rounds for t in rnd.trials]
+        failed = sum(t.status in ("error", "diverged") for t in trials)
+        stopped = sum(t.status == "stopped" for t in trials)
+        counts.append(f"{mode} {len(result.rounds)} round(s), {len(trials)} trials "
+                      f"({stopped} stopped early by ASHA, {failed} failed)")
+    lines = [f"tuning {state.model} on {state.dataset}: {'; '.join(counts)}"]
+    if any(result.best is not None for result in results.values()):
+        lines += verdicts(state, results)
+    for row in comparisons:
+        if row["split"] == "test" and row["segment"] == ALL and row["metric"] == "ndcg" and row["k"] == k:
+            p = row.get("p_adjusted")
+            lines.append(f"  {row['candidate']} vs {row['baseline']}: test ndcg@{k} {row['delta']:+.4f} "
+                         f"(p adjusted {'-' if p is None else f'{p:.3g}'})")
+    return "\n".join(lines)
+
+
 def summary_text(state, results, comparisons: list[dict]) -> str:
     """Before/after: test NDCG and recall of the baseline and each search's result, then the paired tests."""
     ks = list(state.cfg.eval.k)

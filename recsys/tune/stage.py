@@ -292,7 +292,7 @@ def stage_tune(run: RunState) -> None:
     cfg = replace(cfg, model=model)
     _check(run, cfg)
     from recsys.train.stage import load_item_text
-    from recsys.tune.report import summary_text, write_results
+    from recsys.tune.report import brief_text, summary_text, write_results
 
     state = TuneRun(run, load_item_text(run), cfg)
     default = for_model(space_from_mapping(model_space(cfg.space, state.model)), state.model)
@@ -311,4 +311,5 @@ def stage_tune(run: RunState) -> None:
         run.writer.write("trials", state.trial_rows(result))
     comparisons = write_results(state, results)
     run.tune = results
-    print(summary_text(state, results, comparisons))
+    log.info("%s", summary_text(state, results, comparisons))        # the whole account: the run's log file
+    print(brief_text(state, results, comparisons))
